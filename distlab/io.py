@@ -1,0 +1,74 @@
+"""Tidy results on disk: parquet tables written atomically, carrying their config and provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["write_parquet", "read_parquet_metadata", "git_commit", "provenance"]
+
+_META_KEY = b"distlab"
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the distlab checkout (with ``-dirty`` if modified), or ``"unknown"``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance() -> dict:
+    from distlab import __version__
+
+    return {"distlab_version": __version__, "git_commit": git_commit()}
+
+
+def write_parquet(table: pd.DataFrame, path: str | Path, config: dict | None = None) -> Path:
+    """Write ``table`` to ``path`` atomically (temp file + rename) with config and provenance metadata.
+
+    The metadata (JSON under the schema key ``distlab``) holds ``config``, the package version and the
+    git commit; read it back with :func:`read_parquet_metadata`.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix != ".parquet":
+        path = path / "results.parquet" if path.suffix == "" else path.with_suffix(".parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    meta = dict(arrow.schema.metadata or {})
+    meta[_META_KEY] = json.dumps({"config": config or {}, **provenance()}, default=str).encode()
+    arrow = arrow.replace_schema_metadata(meta)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(arrow, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_parquet_metadata(path: str | Path) -> dict:
+    """The ``{"config", "distlab_version", "git_commit"}`` written by :func:`write_parquet`."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(_META_KEY, b"{}"))
