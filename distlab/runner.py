@@ -1,0 +1,202 @@
+"""Run a study's grid of cells, resumably, on a local process pool or on Ray.
+
+A study is data (bsuite style): a list of *cells*, each a dict of JSON-serialisable parameters (family x
+rule x control x temperature x noise x seed ...), and one top-level function ``run_cell(cell) ->
+DataFrame``. :func:`run_grid` runs every cell once and writes it atomically as its own parquet file
+
+    out_dir/<name>/cells/<cell_hash(cell)>.parquet
+
+with the cell's parameters added as columns, so a rerun skips finished cells and a run killed mid-way
+resumes where it stopped. The final table, the cells concatenated in the order of ``cells`` (not in the
+order they finished), is written atomically to ``out_dir/<name>/results.parquet`` with the config, the
+package version and the git commit. Both the resumed and the uninterrupted run read every cell back from
+its parquet file, so they give the *same* table; the table does not depend on the number of workers
+because every cell seeds itself from its own parameters.
+
+Why processes and not threads: the tabular kernels are numba ``prange`` loops that already use threads;
+each worker is limited to ``cores // workers`` numba threads so that workers x threads <= cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["run_grid", "cell_hash", "cell_path", "BACKENDS"]
+
+BACKENDS = ("local", "ray")
+
+
+def cell_hash(cell: dict) -> str:
+    """Stable 16-hex-digit name of a cell: SHA-1 of its canonical JSON (sorted keys)."""
+    return hashlib.sha1(_canonical_json(cell).encode()).hexdigest()[:16]
+
+
+def cell_path(out_dir: str | Path, name: str, cell: dict) -> Path:
+    """Where :func:`run_grid` writes (and looks for) the finished ``cell``."""
+    return Path(out_dir) / name / "cells" / f"{cell_hash(cell)}.parquet"
+
+
+def _canonical_json(cell: dict) -> str:
+    try:
+        return json.dumps(cell, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"cell {cell!r} is not JSON-serialisable: {err}") from None
+
+
+def _column_value(value):
+    """Cell parameters become columns; lists and dicts are stored as their JSON text."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _limit_threads(threads: int) -> None:
+    """Cap numba's (and BLAS's) threads in this process; before numba is imported the env var does it."""
+    threads = max(1, int(threads))
+    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import sys
+
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def _run_one(run_cell: Callable[[dict], pd.DataFrame], cell: dict, path: str, config: dict, threads: int | None) -> str:
+    """Run one cell, add its parameters as columns and write it atomically to ``path``."""
+    from distlab.io import write_parquet
+
+    if threads is not None:
+        _limit_threads(threads)
+    table = run_cell(dict(cell))
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"run_cell must return a pandas DataFrame; got {type(table).__name__} for cell {cell!r}")
+    clash = sorted(set(cell) & set(table.columns))
+    if clash:
+        raise ValueError(f"run_cell's table has columns {clash} that are also cell parameters of {cell!r}")
+    table = table.reset_index(drop=True)
+    params = pd.DataFrame({k: [_column_value(v)] * len(table) for k, v in cell.items()}, index=table.index)
+    write_parquet(pd.concat([params, table], axis=1), path, config=dict(config, cell=cell))
+    return path
+
+
+def _default_workers() -> int:
+    return max(1, (os.cpu_count() or 1))
+
+
+def _progress_bar(total: int, name: str, enabled: bool, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=name, unit="cell", disable=not enabled, dynamic_ncols=True)
+
+
+def _run_local(pending, run_cell, config, workers, bar):
+    if workers == 1:
+        # In this process: no pool to start, and a debugger or profiler sees the cell.
+        for cell, path in pending:
+            _run_one(run_cell, cell, path, config, None)
+            bar.update(1)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    threads = max(1, _default_workers() // workers)
+    # forkserver/spawn: a forked child would inherit numba's running thread pool, which is not fork-safe.
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_limit_threads, initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_one, run_cell, cell, path, config, threads) for cell, path in pending}
+        while futures:
+            done, futures = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # re-raise a failed cell's exception here; finished cells stay on disk
+                bar.update(1)
+
+
+def _run_ray(pending, run_cell, config, workers, bar, ray_address):
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("backend='ray' needs ray: pip install 'distlab[ray]' (or use backend='local')") from None
+    if not ray.is_initialized():
+        ray.init(address=ray_address, num_cpus=workers if ray_address is None else None, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(_run_one)
+    refs = [remote.remote(run_cell, cell, path, config, 1) for cell, path in pending]
+    while refs:
+        done, refs = ray.wait(refs, num_returns=1)
+        ray.get(done)
+        bar.update(len(done))
+
+
+def run_grid(
+    name: str,
+    cells: list[dict],
+    run_cell: Callable[[dict], pd.DataFrame],
+    out_dir: str | Path,
+    *,
+    backend: str = "local",
+    workers: int | None = None,
+    progress: bool = True,
+    config: dict | None = None,
+    ray_address: str | None = None,
+) -> pd.DataFrame:
+    """Run ``run_cell`` on every cell not yet finished under ``out_dir/name``; return the full table.
+
+    Args:
+        name: the study's name (a folder under ``out_dir``).
+        cells: the grid, one dict of JSON-serialisable parameters per cell; no duplicates.
+        run_cell: a top-level (picklable) function ``cell -> DataFrame``; it must seed itself from the
+            cell so that results do not depend on where or in which order cells run.
+        out_dir: the results root.
+        backend: ``"local"`` (a process pool of ``workers``) or ``"ray"`` (Ray tasks; a local Ray
+            instance with ``workers`` CPUs when ``ray_address`` is None).
+        workers: parallel cells; default: the number of cores. ``1`` runs the cells in this process.
+        progress: show a tqdm bar over cells.
+        config: stored with every cell and with ``results.parquet`` (e.g. the study's config).
+
+    Returns the table of all cells (cell parameters first), also written to ``out_dir/name/results.parquet``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"name must be a plain folder name; got {name!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1; got {workers!r}")
+    cells = list(cells)
+    if not cells:
+        raise ValueError("cells is empty: nothing to run")
+    for cell in cells:
+        if not isinstance(cell, dict):
+            raise ValueError(f"every cell must be a dict of parameters; got {cell!r}")
+    hashes = [cell_hash(c) for c in cells]  # also checks that every cell is JSON-serialisable
+    if len(set(hashes)) != len(hashes):
+        dup = next(c for c, h in zip(cells, hashes) if hashes.count(h) > 1)
+        raise ValueError(f"duplicate cell {dup!r}: every cell must be unique")
+    config = json.loads(json.dumps(config or {}, default=str))
+    workers = workers or _default_workers()
+
+    paths = [cell_path(out_dir, name, c) for c in cells]
+    pending = [(c, str(p)) for c, p in zip(cells, paths) if not p.exists()]
+    workers = min(workers, max(1, len(pending)))
+    with _progress_bar(len(cells), name, progress, initial=len(cells) - len(pending)) as bar:
+        if pending:
+            if backend == "local":
+                _run_local(pending, run_cell, config, workers, bar)
+            else:
+                _run_ray(pending, run_cell, config, workers, bar, ray_address)
+    return _collect(name, cells, paths, out_dir, config)
+
+
+def _collect(name, cells, paths, out_dir, config) -> pd.DataFrame:
+    """Concatenate the finished cells in the order of ``cells`` and write ``results.parquet``."""
+    from distlab.io import write_parquet
+
+    table = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    write_parquet(table, Path(out_dir) / name / "results.parquet", config=dict(config, name=name, n_cells=len(cells)))
+    return table

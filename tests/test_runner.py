@@ -1,0 +1,121 @@
+"""The study runner: skip finished cells, resume after a kill, same table for any worker count, Ray."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from distlab.io import read_parquet_metadata
+from distlab.runner import cell_hash, cell_path, run_grid
+
+CELLS = [dict(family="a", seed=s, scale=x) for s in range(3) for x in (1.0, 2.5)]
+
+
+def monte_carlo_cell(cell: dict) -> pd.DataFrame:
+    """A tidy per-cell table seeded only by the cell: sample means of N(scale, 1) at growing n."""
+    rng = np.random.default_rng([cell["seed"], int(cell["scale"] * 10)])
+    x = rng.normal(cell["scale"], 1.0, size=64)
+    delay = cell.get("delay", 0.0)
+    if delay:
+        time.sleep(delay)
+    n = np.array([1, 4, 16, 64])
+    return pd.DataFrame(dict(n=n, mean=[x[:k].mean() for k in n]))
+
+
+def expected_table(cells) -> pd.DataFrame:
+    """The table run_grid must produce, built independently of the runner."""
+    parts = []
+    for c in cells:
+        t = monte_carlo_cell(c)
+        parts.append(pd.concat([pd.DataFrame({k: [v] * len(t) for k, v in c.items()}), t], axis=1))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_table_has_cell_columns_in_cell_order_and_provenance(tmp_path):
+    table = run_grid("demo", CELLS, monte_carlo_cell, tmp_path, workers=1, progress=False, config=dict(note="x"))
+    pd.testing.assert_frame_equal(table, expected_table(CELLS))
+    on_disk = pd.read_parquet(tmp_path / "demo" / "results.parquet")
+    pd.testing.assert_frame_equal(on_disk, table)
+    meta = read_parquet_metadata(tmp_path / "demo" / "results.parquet")
+    assert meta["config"]["note"] == "x" and meta["config"]["n_cells"] == len(CELLS)
+    assert "git_commit" in meta and "distlab_version" in meta
+
+
+def test_finished_cells_are_skipped(tmp_path):
+    run_grid("demo", CELLS[:2], monte_carlo_cell, tmp_path, workers=1, progress=False)
+    # Overwrite a finished cell with a marker: a rerun must read it back, not recompute it.
+    path = cell_path(tmp_path, "demo", CELLS[0])
+    marked = pd.read_parquet(path).assign(mean=-123.0)
+    marked.to_parquet(path)
+    table = run_grid("demo", CELLS, monte_carlo_cell, tmp_path, workers=1, progress=False)
+    assert (table["mean"] == -123.0).sum() == 4
+    assert len(list((tmp_path / "demo" / "cells").glob("*.parquet"))) == len(CELLS)
+
+
+def test_workers_one_and_two_give_identical_tables(tmp_path):
+    one = run_grid("demo", CELLS, monte_carlo_cell, tmp_path / "one", workers=1, progress=False)
+    two = run_grid("demo", CELLS, monte_carlo_cell, tmp_path / "two", workers=2, progress=False)
+    pd.testing.assert_frame_equal(one, two)
+    pd.testing.assert_frame_equal(two, expected_table(CELLS))
+
+
+def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path):
+    cells = [dict(c, delay=0.4) for c in CELLS]
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_runner import monte_carlo_cell
+        from distlab.runner import run_grid
+        run_grid("demo", {cells!r}, monte_carlo_cell, {str(tmp_path / "killed")!r}, workers=1, progress=False)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    cells_dir = tmp_path / "killed" / "demo" / "cells"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(cells_dir.glob("*.parquet"))) < 2:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    finished = len(list(cells_dir.glob("*.parquet")))
+    assert 2 <= finished < len(cells), "the kill must land mid-way for this test to mean anything"
+    assert not (tmp_path / "killed" / "demo" / "results.parquet").exists()
+    resumed = run_grid("demo", cells, monte_carlo_cell, tmp_path / "killed", workers=1, progress=False)
+    straight = run_grid("demo", cells, monte_carlo_cell, tmp_path / "straight", workers=1, progress=False)
+    pd.testing.assert_frame_equal(resumed, straight)
+
+
+def test_bad_input_is_rejected_before_work(tmp_path):
+    with pytest.raises(ValueError, match="backend"):
+        run_grid("demo", CELLS, monte_carlo_cell, tmp_path, backend="slurm")
+    with pytest.raises(ValueError, match="duplicate"):
+        run_grid("demo", [CELLS[0], dict(CELLS[0])], monte_carlo_cell, tmp_path)
+    with pytest.raises(ValueError, match="JSON"):
+        run_grid("demo", [dict(x=object())], monte_carlo_cell, tmp_path)
+    assert not (tmp_path / "demo").exists()
+
+
+def test_cell_hash_ignores_key_order():
+    assert cell_hash(dict(a=1, b=2)) == cell_hash(dict(b=2, a=1))
+    assert cell_hash(dict(a=1, b=2)) != cell_hash(dict(a=1, b=3))
+
+
+def test_ray_backend_matches_local(tmp_path):
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's workers must import this test module to unpickle monte_carlo_cell.
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=dict(env_vars=dict(PYTHONPATH=path)))
+    try:
+        via_ray = run_grid("demo", CELLS, monte_carlo_cell, tmp_path / "ray", backend="ray", progress=False)
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(via_ray, expected_table(CELLS))
