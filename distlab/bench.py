@@ -89,14 +89,20 @@ def foundation_benchmarks() -> Iterator[dict]:
     yield dict(benchmark="exact_evaluate_batch", size=20, n_mdps=len(mdp_list), evaluations_per_second=1 / t_batch)
 
 
-def run(groups: list[str], out=sys.stdout) -> list[dict]:
-    """Run the named groups, printing one JSON line per record; return the records."""
-    import importlib
-
+def check_groups(groups: list[str]) -> None:
+    """Raise ``ValueError`` naming unknown groups and the valid ones."""
     valid = sorted(set(GROUPS) | set(GROUP_MODULES))
     unknown = [g for g in groups if g not in valid]
     if unknown:
         raise ValueError(f"unknown benchmark group(s) {unknown}; valid: {', '.join(valid)}")
+
+
+def run(groups: list[str], out=None) -> list[dict]:
+    """Run the named groups, printing one JSON line per record to ``out`` (stdout); return the records."""
+    import importlib
+
+    check_groups(groups)
+    out = sys.stdout if out is None else out
     records = []
     for g in groups:
         if g not in GROUPS:

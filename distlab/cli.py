@@ -44,9 +44,10 @@ def bench(
 
     groups = list(bench_module.TABULAR_GROUPS) if group == "tabular" else [group]
     try:
-        bench_module.run(groups)
+        bench_module.check_groups(groups)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="GROUP") from None
+    bench_module.run(groups)
 
 
 @app.command("rules")

@@ -183,7 +183,7 @@ def check_policy(pi, n_states: int, n_actions: int, name: str = "pi") -> np.ndar
     sums = pi.sum(axis=-1)
     bad = np.argwhere(np.abs(sums - 1.0) > _POLICY_ATOL)
     if bad.size:
-        raise ValueError(f"rows of {name} must sum to 1; {where(bad[0])} sums to {sums[tuple(bad[0])]!r}")
+        raise ValueError(f"rows of {name} must sum to 1; {where(bad[0])} sums to {float(sums[tuple(bad[0])])!r}")
     return pi
 
 

@@ -64,14 +64,14 @@ def _validate(next_state: np.ndarray, next_prob: np.ndarray, R: np.ndarray, mu0:
     if bad.size:
         s, a = bad[0]
         raise ValueError(
-            f"continuation probabilities sum to {row_sums[s, a]!r} > 1 at (state={s}, action={a}); "
+            f"continuation probabilities sum to {float(row_sums[s, a])!r} > 1 at (state={s}, action={a}); "
             "rows of P may sum to at most 1 (the rest is the probability of termination)"
         )
     if np.any(mu0 < 0):
         s = int(np.argmax(mu0 < 0))
         raise ValueError(f"mu0 is not a distribution: mu0[{s}] = {mu0[s]} < 0")
     if abs(mu0.sum() - 1.0) > 1e-9:
-        raise ValueError(f"mu0 is not a distribution: it sums to {mu0.sum()!r}, not 1")
+        raise ValueError(f"mu0 is not a distribution: it sums to {float(mu0.sum())!r}, not 1")
 
 
 @dataclass(frozen=True, eq=False)
