@@ -27,7 +27,15 @@ backends, the diagnostics, the CLI).
 
 Components
 ----------
-control ``q``: ``"teacher"`` (pi), ``"student"`` (pi_theta).
+control ``q``: ``"teacher"`` (pi), ``"student"`` (pi_theta), ``"uniform"`` (1/|A| in every state),
+    ``"mixture"`` (``beta * pi + (1 - beta) * pi_theta``, Ross et al.'s DAgger-style mixing; ``beta``
+    is a backend option, 0.5 by default). Backends accept ``control=...`` to swap the control of a
+    rule (Sec. 3.2 compares teacher, student and uniform control).
+
+exploration (a backend option, not part of a rule): the student's behaviour wherever the control
+    uses the student (``"student"``, ``"mixture"``), seed 003 Sec. 3.4: ``"none"`` (pi_theta itself),
+    ``"greedy"`` (argmax of the logits, ties split evenly), ``"epsilon-greedy"`` (``(1 - eps) greedy +
+    eps uniform``), ``"boltzmann"`` (softmax of logits / temperature). See ``distlab.student.explore``.
 
 loss ``l(pi_theta, s)`` (a distribution over actions in one state; ``pi`` the teacher):
     ``"none"``; ``"hx"`` = Hx(pi || pi_theta) = -sum_a pi(a) log pi_theta(a);
@@ -66,14 +74,16 @@ __all__ = [
     "REWARDS",
     "SCORES",
     "GATES",
+    "EXPLORATIONS",
     "PLUS_R_SUFFIX",
 ]
 
-CONTROLS = ("teacher", "student")
+CONTROLS = ("teacher", "student", "uniform", "mixture")
 LOSSES = ("none", "hx", "reverse-hx", "kl", "reverse-kl", "mse-logits", "nll-argmax")
 REWARDS = ("none", "log-teacher", "neg-next-loss", "log-teacher-next", "teacher-v-shaping")
 SCORES = ("return", "td-teacher-v", "td-v0")
 GATES = ("none", "value", "dpd")
+EXPLORATIONS = ("none", "greedy", "epsilon-greedy", "boltzmann")
 PLUS_R_SUFFIX = "+r"
 
 

@@ -1,0 +1,386 @@
+"""Exact expected updates of every rule (Eq. 1 of *Distilling Policy Distillation*) and exact dynamics.
+
+For a rule with control ``q``, loss ``l``, reward ``rhat``, score and gate (``distlab.rules``), the
+update direction of Eq. 1 is computed exactly from the expected visits ``d_q`` of the control policy
+and the Q-values of the rule's reward channel under ``q``::
+
+    g = sum_s d_q(s) [ w(s) dl(s)/dtheta  -  sum_a q(a|s) dlog pi_theta(a|s)/dtheta * W(s, a) ]
+
+    w(s)    = gate(s) * mask(s)                      (gate: 1, value gate, DPD weight; mask: loss_mask)
+    W(s, a) = Qhat_q(s, a) + TD(s, a)
+    Qhat_q  = rbar + P_q Qhat_q                      (policy evaluation of q with reward rbar)
+    rbar(s, a) = E[rhat_i | s_i = s, a_i = a] (+ R(s, a) with the "+R" flag)
+    TD(s, a) = R(s, a) + sum_s' P(s'|s,a) V_pi(s')   (score "td-teacher-v"; "td-v0": R(s, a); "return": 0)
+
+``Qhat_q(s, a)`` is the expected return-to-go ``E_q[Rhat_t | s_t = s, a_t = a]``: rewards that look one
+step ahead (``rhat_i`` depends on ``s_{i+1}``, ``a_{i+1}``) are folded into the reward of ``(s, a)`` by
+taking the expectation over ``s' ~ P(.|s, a)`` and ``a' ~ q(.|s')``, zero past the end of the episode:
+
+    none               rbar = 0
+    log-teacher        rbar(s, a) = mask(s) log pi(a|s)
+    neg-next-loss      rbar(s, a) = -sum_s' P(s'|s,a) w(s') l(s')
+    log-teacher-next   rbar(s, a) =  sum_s' P(s'|s,a) mask(s') sum_a' q(a'|s') log pi(a'|s')
+    teacher-v-shaping  rbar(s, a) =  sum_s' P(s'|s,a) V_pi(s') - V_pi(s)
+
+With a softmax student the logit gradients are ``dlog pi_theta(a|s)/dz_s = e_a - pi_theta(.|s)``, so the
+per-state score term is ``q(.|s) * W(s, .) - pi_theta(.|s) * <q(.|s), W(s, .)>``; tied states add up
+into their shared row of ``theta``.
+
+Choices made here, where Eq. 1 leaves room:
+
+* ``q != pi_theta`` (controls ``teacher``, ``uniform``, ``mixture`` or an exploring student): Eq. 1 is
+  taken literally, the expectation under ``q`` with the score ``grad log pi_theta`` (no importance
+  weights; footnote 2 of the paper: they degenerate to teacher distill). The rules of interest with a
+  non-student control have ``rhat = 0`` and no score term.
+* the gate multiplies the loss and is held fixed (not differentiated): a stop-gradient weight, as the
+  value gate's indicator and DPD's confidence score ``exp(alpha xi)`` are in the papers.
+* ``dpd``: ``xi(s) = V_peer(s) - V_theta(s)`` (Lai et al., 2020, Eqs. 9, 11) and the peer is the
+  distillation target (``peer`` defaults to the teacher); states and actions come from the control
+  (``student`` in the registry: the student's own trajectories).
+* ``teacher_temperature`` changes the distillation target (losses, log-teacher rewards) only; the
+  teacher as given still acts (control ``teacher``) and its value is computed from it (seed 003 tempers
+  the targets of the loss).
+* ``loss_mask`` (S,) weights the teacher's policy signal per state: the loss and the log-teacher
+  rewards. ``None`` takes ``mdp.info["loss_mask"]`` when the MDP declares one (the Fig. 2
+  counterexample does: its teacher gives a signal in s_R only), else ones.
+* ``teacher-v-reward``: with exact returns the shaping telescopes, ``sum_{i>=t} V_pi(s_{i+1}) -
+  V_pi(s_i) = -V_pi(s_t)``, a baseline with ``sum_a pi_theta(a|s) grad log pi_theta(a|s) V_pi(s) = 0``,
+  so its expected update equals ``rl``'s (tested to 1e-10); the rule matters for sampled learners.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from distlab import rules
+from distlab import student as st
+from distlab.exact import _evaluate_into, check_policy, evaluate
+from mdps import TabularMDP
+
+__all__ = ["expected_update", "expected_step_reward", "update_terms", "UpdateTerms", "resolve_rule", "run_exact", "DPD_WEIGHTS"]
+
+DPD_WEIGHTS = ("exp", "indicator")
+
+
+# --------------------------------------------------------------------------------------- helpers
+def resolve_rule(rule, loss: str | None = None, control: str | None = None) -> rules.Rule:
+    """The rule (a name or a :class:`rules.Rule`) with its loss / control swapped when given."""
+    rule = rules.get(rule)
+    if loss is not None:
+        if loss not in rules.LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(rules.LOSSES)}")
+        rule = replace(rule, loss=loss)
+    if control is not None:
+        if control not in rules.CONTROLS:
+            raise ValueError(f"unknown control {control!r}; valid: {', '.join(rules.CONTROLS)}")
+        rule = replace(rule, control=control)
+    return rule
+
+
+def _expect_next(mdp: TabularMDP, f: np.ndarray) -> np.ndarray:
+    """``(P f)(s, a) = sum_s' P(s'|s, a) f(s')`` (zero past the end of the episode), (S, A)."""
+    return (mdp.next_prob * f[mdp.next_state]).sum(axis=-1)
+
+
+def _solve(mdp: TabularMDP, q: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact (V, Q, visits) of control ``q`` for the reward channel ``reward`` (S, A) (banded LU)."""
+    S, A = q.shape
+    V, Q, visits = np.empty(S), np.empty((S, A)), np.empty(S)
+    status = _evaluate_into(mdp.next_state, mdp.next_prob, np.ascontiguousarray(reward), mdp.mu0, np.ascontiguousarray(q), V, Q, visits)
+    if status >= 0:
+        raise ValueError(f"the control policy never terminates from state {status}: I - P_q is singular (use a control with termination mass)")
+    return V, Q, visits
+
+
+def _check_state_vector(name: str, x, n_states: int) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape != (n_states,):
+        raise ValueError(f"{name} must have shape ({n_states},); got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} has a non-finite entry at state {int(np.argmax(~np.isfinite(x)))}")
+    return x
+
+
+@dataclass(frozen=True)
+class UpdateTerms:
+    """Everything the exact update of one rule at one ``theta`` is made of (all per state)."""
+
+    rule: rules.Rule
+    logits: np.ndarray  # (S, A) theta[alias]
+    student: np.ndarray  # (S, A) pi_theta
+    target: np.ndarray  # (S, A) the distillation target (tempered teacher, or DPD peer)
+    control: np.ndarray  # (S, A) q
+    weight: np.ndarray  # (S,) w = gate * mask on the loss
+    mask: np.ndarray  # (S,) loss_mask
+    losses: np.ndarray  # (S,) l(pi_theta(s), target(s))
+    loss_grads: np.ndarray  # (S, A) dl/dz_s
+    step_reward: np.ndarray  # (S, A) rbar (+ R with "+R"): the reward channel folded into (s, a)
+    score_weight: np.ndarray  # (S, A) W = Qhat_q + TD
+    visits: np.ndarray  # (S,) d_q
+    teacher_value: np.ndarray | None
+    student_value: np.ndarray | None
+
+    def logit_grads(self) -> np.ndarray:
+        """Per-state ``dg/dz_s`` (S, A), before tied states are summed into their rows."""
+        q, W, p = self.control, self.score_weight, self.student
+        qW = q * W
+        score = qW - p * qW.sum(axis=-1, keepdims=True)
+        return self.visits[:, None] * (self.weight[:, None] * self.loss_grads - score)
+
+
+def update_terms(
+    mdp: TabularMDP,
+    rule,
+    theta,
+    teacher,
+    *,
+    alias=None,
+    loss: str | None = None,
+    control: str | None = None,
+    beta: float = 0.5,
+    exploration: str = "none",
+    epsilon: float = 0.1,
+    temperature: float = 1.0,
+    teacher_temperature: float = 1.0,
+    teacher_value=None,
+    peer=None,
+    peer_value=None,
+    dpd_weight: str = "exp",
+    dpd_alpha: float = 1.0,
+    loss_mask=None,
+    fixed_weight=None,
+) -> UpdateTerms:
+    """The pieces of :func:`expected_update` (see the module docstring). ``fixed_weight`` (S,)
+    replaces the gate * mask weight (the diagnostics hold it fixed while differentiating)."""
+    rule = resolve_rule(rule, loss, control)
+    if exploration not in rules.EXPLORATIONS:
+        raise ValueError(f"unknown exploration {exploration!r}; valid: {', '.join(rules.EXPLORATIONS)}")
+    if dpd_weight not in DPD_WEIGHTS:
+        raise ValueError(f"unknown dpd_weight {dpd_weight!r}; valid: {', '.join(DPD_WEIGHTS)}")
+    S, A = mdp.n_states, mdp.n_actions
+    theta = np.asarray(theta, dtype=np.float64)
+    if theta.ndim != 2 or theta.shape[1] != A:
+        raise ValueError(f"theta must have shape (rows, A={A}); got {theta.shape}")
+    alias = st.check_alias(alias, theta.shape[0])
+    if alias is None and theta.shape[0] != S:
+        raise ValueError(f"theta has {theta.shape[0]} rows but the MDP has {S} states; pass alias (state -> row)")
+    if alias is not None and alias.shape != (S,):
+        raise ValueError(f"alias must have one entry per state ({S}); got shape {alias.shape}")
+    teacher = check_policy(teacher, S, A, "teacher")
+    if peer is not None:
+        peer = check_policy(peer, S, A, "peer")
+    if loss_mask is None:
+        loss_mask = mdp.info.get("loss_mask")
+    mask = np.ones(S) if loss_mask is None else _check_state_vector("loss_mask", loss_mask, S)
+
+    logits = theta if alias is None else theta[alias]
+    pi_theta = st.softmax(logits)
+    uses_student = rule.control in ("student", "mixture")
+    behaviour = st.explore(pi_theta, exploration, epsilon, temperature, theta=theta, alias=alias) if uses_student else pi_theta
+    q = st.control_policy(rule.control, behaviour, teacher, beta)
+
+    # Values, computed exactly only where a component needs them.
+    V_teacher = None
+    if rule.uses_teacher_value or (rule.gate == "dpd" and peer is None and peer_value is None):
+        V_teacher = evaluate(mdp, teacher)[0] if teacher_value is None else _check_state_vector("teacher_value", teacher_value, S)
+    V_theta = evaluate(mdp, pi_theta)[0] if rule.uses_student_value else None
+
+    source = peer if (rule.gate == "dpd" and peer is not None) else teacher
+    target = st.tempered_teacher(source, teacher_temperature)
+
+    if fixed_weight is not None:
+        weight = _check_state_vector("fixed_weight", fixed_weight, S)
+    else:
+        gate = np.ones(S)
+        if rule.gate == "value":
+            gate = (V_teacher > V_theta).astype(np.float64)
+        elif rule.gate == "dpd":
+            if peer_value is not None:
+                V_peer = _check_state_vector("peer_value", peer_value, S)
+            elif peer is not None:
+                V_peer = evaluate(mdp, peer)[0]
+            else:
+                V_peer = V_teacher
+            xi = V_peer - V_theta
+            gate = (xi > 0.0).astype(np.float64) if dpd_weight == "indicator" else np.exp(dpd_alpha * xi)
+        weight = gate * mask
+
+    losses = st.loss_values(rule.loss, target, logits)
+    loss_grads = st.loss_logit_grads(rule.loss, target, logits)
+
+    # The reward channel folded into (s, a): rbar (+ R).
+    if rule.reward == "none":
+        rbar = np.zeros((S, A))
+    elif rule.reward == "log-teacher":
+        rbar = mask[:, None] * st.log_teacher(target, f"reward 'log-teacher' of rule {rule.name!r}")
+    elif rule.reward == "neg-next-loss":
+        rbar = -_expect_next(mdp, weight * losses)
+    elif rule.reward == "log-teacher-next":
+        log_t = st.log_teacher(target, f"reward 'log-teacher-next' of rule {rule.name!r}")
+        rbar = _expect_next(mdp, mask * (q * log_t).sum(axis=-1))
+    else:  # teacher-v-shaping
+        rbar = _expect_next(mdp, V_teacher) - V_teacher[:, None]
+    step_reward = rbar + mdp.R if rule.env_reward else rbar
+
+    _, Qhat, visits = _solve(mdp, q, step_reward)
+    if rule.score == "td-teacher-v":
+        W = Qhat + mdp.R + _expect_next(mdp, V_teacher)
+    elif rule.score == "td-v0":
+        W = Qhat + mdp.R
+    else:
+        W = Qhat
+    return UpdateTerms(rule, logits, pi_theta, target, q, weight, mask, losses, loss_grads, step_reward, W, visits, V_teacher, V_theta)
+
+
+def _rows_sum(per_state: np.ndarray, theta_shape, alias) -> np.ndarray:
+    if alias is None:
+        return per_state
+    g = np.zeros(theta_shape)
+    np.add.at(g, np.asarray(alias, dtype=np.int64), per_state)
+    return g
+
+
+# ------------------------------------------------------------------------------------------- API
+def expected_update(
+    mdp: TabularMDP,
+    rule,
+    theta,
+    teacher,
+    *,
+    alias=None,
+    loss: str | None = None,
+    control: str | None = None,
+    beta: float = 0.5,
+    exploration: str = "none",
+    epsilon: float = 0.1,
+    temperature: float = 1.0,
+    teacher_temperature: float = 1.0,
+    teacher_value=None,
+    peer=None,
+    peer_value=None,
+    dpd_weight: str = "exp",
+    dpd_alpha: float = 1.0,
+    loss_mask=None,
+) -> np.ndarray:
+    """The exact update direction ``g`` of Eq. 1 (shape of ``theta``), applied as ``theta -= lr * g``.
+
+    Args:
+        mdp: the tabular MDP.
+        rule: a registered name (``rules.names()``) or a :class:`rules.Rule`.
+        theta: student logits (rows, A); ``alias`` maps state -> row (None: one row per state).
+        teacher: the teacher policy pi (S, A).
+        loss, control: swap the rule's loss / control component (``rules.LOSSES``, ``rules.CONTROLS``).
+        beta: teacher weight of the ``"mixture"`` control.
+        exploration, epsilon, temperature: the student's behaviour where the control uses it
+            (``student.explore``).
+        teacher_temperature: sharpen / flatten the distillation target, ``pi^(1/T)`` renormalised.
+        teacher_value: V_pi to use instead of the exact one (an estimate, or e.g. the optimal value for
+            the adversarial teacher of Fig. 6).
+        peer, peer_value: the other policy of ``dpd`` (default: the teacher) and its value.
+        dpd_weight, dpd_alpha: DPD's ``"indicator"`` 1[xi > 0] (Eq. 9) or ``"exp"`` exp(alpha xi) (Eq. 11).
+        loss_mask: per-state weight of the teacher's policy signal (see the module docstring).
+
+    ``teacher-v-reward``: its expected update equals ``rl``'s exactly (the shaping telescopes into a
+    baseline, module docstring); ``X+r`` equals ``X`` plus ``rl`` for every X whose control is the student.
+    """
+    terms = update_terms(
+        mdp, rule, theta, teacher, alias=alias, loss=loss, control=control, beta=beta, exploration=exploration,
+        epsilon=epsilon, temperature=temperature, teacher_temperature=teacher_temperature, teacher_value=teacher_value,
+        peer=peer, peer_value=peer_value, dpd_weight=dpd_weight, dpd_alpha=dpd_alpha, loss_mask=loss_mask,
+    )
+    return _rows_sum(terms.logit_grads(), np.shape(theta), alias)
+
+
+def expected_step_reward(mdp: TabularMDP, rule, theta, teacher, **options) -> np.ndarray:
+    """The rule's reward channel folded into (s, a): ``E[rhat_t (+ r_t) | s_t = s, a_t = a]`` (S, A).
+
+    E.g. for ``teacher-v-reward`` this is ``r^V = R(s, a) + sum_s' P(s'|s,a) V_pi(s') - V_pi(s)``, the
+    expected shaped reward of Sec. 4.2 (Prop. 4).
+    """
+    return update_terms(mdp, rule, theta, teacher, **options).step_reward
+
+
+def _record(mdp, theta, alias, teacher, teacher_visits, objective_fn, step, g_norm) -> dict:
+    pi_theta = st.student_policy(theta, alias)
+    V, _, visits = evaluate(mdp, pi_theta)
+    hx = st.loss_values("hx", teacher, st.student_logits(theta, alias))
+    row = dict(
+        step=step,
+        student_return=float(mdp.mu0 @ V),
+        hx_student=float(visits @ hx),
+        hx_teacher=float(teacher_visits @ hx),
+        objective=objective_fn(theta),
+        update_norm=g_norm,
+    )
+    if theta.size <= 16:  # small students (the counterexample): keep the parameters themselves
+        for (r, a), value in np.ndenumerate(theta):
+            row[f"theta_{r}_{a}"] = float(value)
+    return row
+
+
+def run_exact(
+    mdp: TabularMDP,
+    rule,
+    teacher,
+    *,
+    steps: int,
+    lr: float,
+    theta0=None,
+    alias=None,
+    record_every: int = 1,
+    progress: bool = False,
+    **options,
+) -> pd.DataFrame:
+    """Exact dynamics ``theta <- theta - lr * expected_update(...)`` for ``steps`` steps.
+
+    Returns a tidy table, one row per record (step 0, every ``record_every`` steps, and the last):
+    ``step``; ``student_return`` = mu0 @ V_theta; ``hx_student`` = E_{pi_theta}[sum_t Hx(pi || pi_theta)]
+    and ``hx_teacher`` = E_pi[sum_t Hx(pi || pi_theta)] (the distillation losses under the student's and
+    the teacher's trajectories, Fig. 3); ``objective``: the rule's candidate objective
+    (:func:`distlab.diagnostics.rule_objective`, gates held at the current theta); ``update_norm`` =
+    ||g|| of the step taken from the recorded theta (NaN on the last record); and ``theta_<row>_<a>``
+    columns when theta has at most 16 entries. ``theta0`` defaults to zeros (the uniform student).
+    ``options`` are those of :func:`expected_update`.
+    """
+    from distlab.diagnostics import rule_objective  # diagnostics imports this module
+
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer; got {steps!r}")
+    if int(record_every) != record_every or record_every < 1:
+        raise ValueError(f"record_every must be a positive integer; got {record_every!r}")
+    if not np.isfinite(lr):
+        raise ValueError(f"lr must be finite; got {lr!r}")
+    rule_ = resolve_rule(rule, options.get("loss"), options.get("control"))
+    teacher = check_policy(teacher, mdp.n_states, mdp.n_actions, "teacher")
+    if theta0 is None:
+        rows = mdp.n_states if alias is None else int(np.max(alias)) + 1
+        theta0 = np.zeros((rows, mdp.n_actions))
+    theta = np.array(theta0, dtype=np.float64)
+    # The teacher is fixed: solve for its value once rather than at every step.
+    if options.get("teacher_value") is None and (rule_.uses_teacher_value or rule_.gate == "dpd"):
+        options["teacher_value"] = evaluate(mdp, teacher)[0]
+    if rule_.gate == "dpd" and options.get("peer") is not None and options.get("peer_value") is None:
+        options["peer_value"] = evaluate(mdp, options["peer"])[0]
+    teacher_visits = evaluate(mdp, teacher)[2]
+
+    def objective_fn(th):
+        return rule_objective(mdp, rule_, th, teacher, alias=alias, **options)
+
+    records = []
+    iterator = range(steps + 1)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc=f"run_exact {rule_.name}")
+    for step in iterator:
+        last = step == steps
+        g = None if last else expected_update(mdp, rule_, theta, teacher, alias=alias, **options)
+        if last or step % record_every == 0:
+            g_norm = float("nan") if g is None else float(np.linalg.norm(g))
+            records.append(_record(mdp, theta, alias, teacher, teacher_visits, objective_fn, step, g_norm))
+        if not last:
+            theta -= lr * g
+    return pd.DataFrame.from_records(records)
