@@ -1,0 +1,65 @@
+"""``distlab study`` and ``distlab figure``: run a study through the runner, draw its figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``study`` and ``figure`` commands to the distlab CLI."""
+
+    @app.command()
+    def study(
+        name: Annotated[str | None, typer.Argument(help="the study to run (see --list)")] = None,
+        quick: Annotated[bool, typer.Option("--quick", help="the quick config (same shape, ~1-2 min)")] = False,
+        smoke: Annotated[bool, typer.Option("--smoke", hidden=True, help="a tiny config (tests)")] = False,
+        out: Annotated[Path, typer.Option(help="results root: writes OUT/<quick|full>/<name>/results.parquet")] = Path("results"),
+        backend: Annotated[str, typer.Option(help="local | ray")] = "local",
+        workers: Annotated[int | None, typer.Option(help="parallel cells (default: the number of cores)")] = None,
+        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local instance)")] = None,
+        list_: Annotated[bool, typer.Option("--list", help="list the studies, one per line")] = False,
+    ):
+        """Run a study (a grid of cells, resumable: a rerun skips finished cells) and write its tidy table."""
+        from distlab import studies
+
+        if list_:
+            for n in studies.names():
+                typer.echo(f"{n:14s} {studies.describe(n)}")
+            return
+        if name is None:
+            raise typer.BadParameter(f"give a study name; valid studies: {', '.join(studies.names())}", param_hint="NAME")
+        if name not in studies.STUDIES:
+            raise typer.BadParameter(f"unknown study {name!r}; valid studies: {', '.join(studies.names())}", param_hint="NAME")
+        scale = "smoke" if smoke else "quick" if quick else "full"
+        try:
+            table = studies.run_study(name, scale, out, backend=backend, workers=workers, ray_address=ray_address)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+        typer.echo(f"{len(table)} rows -> {studies.results_path(out, name, scale)}")
+
+    @app.command()
+    def figure(
+        name: Annotated[str, typer.Argument(help="a study name (its figure) or 'all'")],
+        results: Annotated[Path, typer.Option(help="results root written by `distlab study`")] = Path("results"),
+        out: Annotated[Path, typer.Option(help="where the PNG and PDF go")] = Path("figures/out"),
+        workers: Annotated[int | None, typer.Option(help="workers for the quick study run when no results exist")] = None,
+    ):
+        """Draw a study's figure from its results (full if present, else quick; runs the quick study if neither)."""
+        from distlab import studies
+        from figures._plot import draw
+
+        names = studies.names() if name == "all" else [name]
+        for n in names:
+            if n not in studies.STUDIES:
+                raise typer.BadParameter(f"unknown study {n!r}; valid studies: {', '.join(studies.names())}, all", param_hint="NAME")
+        for n in names:
+            path = next((studies.results_path(results, n, s) for s in ("full", "quick") if studies.results_path(results, n, s).exists()), None)
+            if path is None:
+                typer.echo(f"no results for {n!r} under {results}: running the quick study first")
+                studies.run_study(n, "quick", results, workers=workers)
+                path = studies.results_path(results, n, "quick")
+            for written in draw(n, path, out):
+                typer.echo(f"wrote {written}")
