@@ -124,7 +124,7 @@ def test_reverse_cross_entropy_is_mode_seeking():
         z_forward -= st.loss_logit_grads("hx", teacher, z_forward)
     p_reverse, p_forward = st.softmax(z_reverse), st.softmax(z_forward)
     assert np.all(p_reverse[np.arange(6), teacher.argmax(1)] > 0.99)  # mass on the teacher's mode
-    np.testing.assert_allclose(p_forward, teacher, atol=1e-6)  # the forward one replicates pi
+    np.testing.assert_allclose(p_forward, teacher, atol=1e-4)  # the forward one replicates pi
 
 
 @pytest.mark.parametrize("rule", ["expected-entropy", "entropy-regularised"])
