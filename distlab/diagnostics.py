@@ -46,7 +46,7 @@ def rule_objective(mdp: TabularMDP, rule, theta, teacher, *, fixed_weight=None, 
     S, A = mdp.n_states, mdp.n_actions
     cost = np.zeros((S, A))
     if rule.reward == "log-teacher":
-        cost -= terms.mask[:, None] * st.log_teacher(terms.target, f"the objective of rule {rule.name!r}")
+        cost -= terms.mask[:, None] * st.log_teacher(terms.target)
     if rule.env_reward:
         cost -= mdp.R
     if rule.score in ("td-teacher-v", "td-v0"):

@@ -146,6 +146,7 @@ def update_terms(
     temperature: float = 1.0,
     teacher_temperature: float = 1.0,
     teacher_value=None,
+    student_value=None,
     peer=None,
     peer_value=None,
     dpd_weight: str = "exp",
@@ -186,7 +187,9 @@ def update_terms(
     V_teacher = None
     if rule.uses_teacher_value or (rule.gate == "dpd" and peer is None and peer_value is None):
         V_teacher = evaluate(mdp, teacher)[0] if teacher_value is None else _check_state_vector("teacher_value", teacher_value, S)
-    V_theta = evaluate(mdp, pi_theta)[0] if rule.uses_student_value else None
+    V_theta = None
+    if rule.uses_student_value:
+        V_theta = evaluate(mdp, pi_theta)[0] if student_value is None else _check_state_vector("student_value", student_value, S)
 
     source = peer if (rule.gate == "dpd" and peer is not None) else teacher
     target = st.tempered_teacher(source, teacher_temperature)
@@ -215,11 +218,11 @@ def update_terms(
     if rule.reward == "none":
         rbar = np.zeros((S, A))
     elif rule.reward == "log-teacher":
-        rbar = mask[:, None] * st.log_teacher(target, f"reward 'log-teacher' of rule {rule.name!r}")
+        rbar = mask[:, None] * st.log_teacher(target)
     elif rule.reward == "neg-next-loss":
         rbar = -_expect_next(mdp, weight * losses)
     elif rule.reward == "log-teacher-next":
-        log_t = st.log_teacher(target, f"reward 'log-teacher-next' of rule {rule.name!r}")
+        log_t = st.log_teacher(target)
         rbar = _expect_next(mdp, mask * (q * log_t).sum(axis=-1))
     else:  # teacher-v-shaping
         rbar = _expect_next(mdp, V_teacher) - V_teacher[:, None]
@@ -259,6 +262,7 @@ def expected_update(
     temperature: float = 1.0,
     teacher_temperature: float = 1.0,
     teacher_value=None,
+    student_value=None,
     peer=None,
     peer_value=None,
     dpd_weight: str = "exp",
@@ -279,6 +283,7 @@ def expected_update(
         teacher_temperature: sharpen / flatten the distillation target, ``pi^(1/T)`` renormalised.
         teacher_value: V_pi to use instead of the exact one (an estimate, or e.g. the optimal value for
             the adversarial teacher of Fig. 6).
+        student_value: V_theta for the value and DPD gates instead of the exact one (e.g. a critic's).
         peer, peer_value: the other policy of ``dpd`` (default: the teacher) and its value.
         dpd_weight, dpd_alpha: DPD's ``"indicator"`` 1[xi > 0] (Eq. 9) or ``"exp"`` exp(alpha xi) (Eq. 11).
         loss_mask: per-state weight of the teacher's policy signal (see the module docstring).
@@ -289,7 +294,7 @@ def expected_update(
     terms = update_terms(
         mdp, rule, theta, teacher, alias=alias, loss=loss, control=control, beta=beta, exploration=exploration,
         epsilon=epsilon, temperature=temperature, teacher_temperature=teacher_temperature, teacher_value=teacher_value,
-        peer=peer, peer_value=peer_value, dpd_weight=dpd_weight, dpd_alpha=dpd_alpha, loss_mask=loss_mask,
+        student_value=student_value, peer=peer, peer_value=peer_value, dpd_weight=dpd_weight, dpd_alpha=dpd_alpha, loss_mask=loss_mask,
     )
     return _rows_sum(terms.logit_grads(), np.shape(theta), alias)
 

@@ -17,8 +17,10 @@ unit vector, ``c`` a centring ``x - mean(x)``)::
     nll-argmax   -log p_{a*},  a* = argmax_a t_a (first of ties)          dl/dz = p - e_{a*}
 
 (Czarnecki et al., 2019, Table 1 and Sec. 3.3 for the cross entropies; Rusu et al., 2015 and seed 003
-Sec. 3.2 for KL / MSE / NLL.) ``reverse-hx``, ``reverse-kl`` and ``mse-logits`` need ``log t``: the
-teacher must give every action a positive probability (``ValueError`` otherwise). Teacher temperature
+Sec. 3.2 for KL / MSE / NLL.) ``reverse-hx``, ``reverse-kl``, ``mse-logits`` and the log-teacher rewards
+need ``log t``, which is ``-inf`` for an action a deterministic teacher never takes (Fig. 6 distils
+deterministic teachers): every backend uses ``log max(t, LOG_FLOOR)`` with ``LOG_FLOOR = 1e-12``, a
+large finite penalty of about -27.6 (the sampled kernels use the same floor). Teacher temperature
 (seed 003 Sec. 3.3): ``t -> t^(1/T) / sum_a t_a^(1/T)``, T < 1 sharpens, T > 1 flattens.
 """
 
@@ -40,10 +42,11 @@ __all__ = [
     "loss_logit_grads",
     "dpd_hybrid_policy",
     "EXPLORATIONS",
+    "LOG_FLOOR",
 ]
 
 EXPLORATIONS = rules.EXPLORATIONS
-_LOG_LOSSES = ("reverse-hx", "reverse-kl", "mse-logits")
+LOG_FLOOR = 1e-12  # log pi(a|s) is floored at log(1e-12) ~ -27.6 (module docstring)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -145,21 +148,13 @@ def tempered_teacher(teacher, temperature: float = 1.0) -> np.ndarray:
         return softmax(np.log(teacher) / temperature)
 
 
-def log_teacher(teacher, what: str = "this loss") -> np.ndarray:
-    """``log pi(a|s)``; ``ValueError`` naming the first state where an action has probability 0.
+def log_teacher(teacher) -> np.ndarray:
+    """``log max(pi(a|s), LOG_FLOOR)``: the teacher's log-probabilities, finite for a deterministic teacher.
 
-    Log-teacher quantities (reverse cross entropy / KL, logit MSE, the entropy-regularised rewards) are
-    infinite there; smooth the teacher first (e.g. ``teachers.epsilon_greedy_policy``).
+    Without the floor the reverse cross entropy / KL, the logit MSE and the entropy-regularised rewards
+    are infinite wherever the teacher gives an action probability 0 (module docstring).
     """
-    teacher = np.asarray(teacher, dtype=np.float64)
-    zero = teacher <= 0.0
-    if zero.any():
-        s, a = np.argwhere(zero)[0]
-        raise ValueError(
-            f"{what} needs log pi(a|s), but the teacher gives action {a} probability 0 in state {s}; "
-            "use a teacher with full support (e.g. teachers.epsilon_greedy_policy or a softmax policy)"
-        )
-    return np.log(teacher)
+    return np.log(np.maximum(np.asarray(teacher, dtype=np.float64), LOG_FLOOR))
 
 
 def _check_loss(loss: str) -> None:
@@ -188,7 +183,7 @@ def loss_values(loss: str, teacher, student_logits, *, teacher_temperature: floa
         return (t_log_t - t * log_p).sum(axis=-1)
     if loss == "nll-argmax":
         return -np.take_along_axis(log_p, np.argmax(t, axis=-1)[:, None], axis=-1)[:, 0]
-    log_t = log_teacher(t, f"loss {loss!r}")
+    log_t = log_teacher(t)
     p = np.exp(log_p)
     if loss == "reverse-hx":
         return -(p * log_t).sum(axis=-1)
@@ -209,7 +204,7 @@ def loss_logit_grads(loss: str, teacher, student_logits, *, teacher_temperature:
         return p - t  # sum_a t_a = 1; the teacher's own entropy in kl has no gradient
     if loss == "nll-argmax":
         return p - np.eye(z.shape[-1])[np.argmax(t, axis=-1)]
-    log_t = log_teacher(t, f"loss {loss!r}")
+    log_t = log_teacher(t)
     if loss == "mse-logits":
         return _centre(z) - _centre(log_t)
     # d/dz_k sum_a p_a f_a with df/dz contributing nothing in expectation (reverse-hx) or sum_a p_a

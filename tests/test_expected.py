@@ -1,6 +1,8 @@
 """Exact expected updates against a dense re-derivation of Eq. 1, finite-difference gradients of the
 rules' losses, and the identities of the taxonomy (X+r = X + rl, teacher-v-reward = rl)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.special import log_softmax
@@ -193,6 +195,15 @@ def test_teacher_value_override_reaches_the_td_target():
 
 
 # ------------------------------------------------------------------------------------ options
+def test_value_gate_reads_the_student_value_override():
+    mdp, teacher, theta = garnet(3), random_teacher(4), random_theta(5)
+    V_t = exact.evaluate(mdp, teacher)[0]
+    open_gate = expected_update(mdp, "value-gated+r", theta, teacher, student_value=V_t - 1.0)
+    np.testing.assert_allclose(open_gate, expected_update(mdp, "on-policy+r", theta, teacher), rtol=1e-12)
+    closed = expected_update(mdp, "value-gated+r", theta, teacher, student_value=V_t + 1.0)
+    np.testing.assert_allclose(closed, expected_update(mdp, "rl", theta, teacher), rtol=1e-12)
+
+
 def test_tied_rows_get_the_sum_of_their_states_updates():
     """Chain rule: with alias, g[row] = sum over the states of the row of the untied update."""
     mdp, teacher = garnet(6), random_teacher(7)
@@ -270,8 +281,17 @@ def test_bad_rule_theta_and_teacher():
         expected_update(mdp, "on-policy", np.zeros((5, A)), teacher)
     with pytest.raises(ValueError, match="rows of teacher must sum to 1"):
         expected_update(mdp, "on-policy", np.zeros((S, A)), teacher * 2)
-    with pytest.raises(ValueError, match="teacher gives action 0 probability 0 in state 0"):
-        expected_update(mdp, "entropy-regularised", np.zeros((S, A)), epsilon_greedy_policy(np.eye(A)[np.zeros(S, int) + 1], 0.0))
+
+
+@pytest.mark.parametrize("name, loss", [("entropy-regularised+r", None), ("expected-entropy", None), ("on-policy", "reverse-hx")])
+def test_deterministic_teachers_use_the_floored_log(name, loss):
+    """log pi = log max(pi, 1e-12): the same update as a teacher whose zeros are 1e-12."""
+    mdp, theta = garnet(0), random_theta(0)
+    teacher = epsilon_greedy_policy(random_teacher(1), 0.0)  # one-hot
+    g = expected_update(mdp, name, theta, teacher, loss=loss)
+    assert np.isfinite(g).all()
+    rule = replace(rules.get(name), loss=loss or rules.get(name).loss)
+    np.testing.assert_allclose(g, dense_update(mdp, rule, theta, np.maximum(teacher, 1e-12)), rtol=1e-8, atol=1e-10)
 
 
 def test_exact_module_reexports_expected_update():

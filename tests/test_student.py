@@ -114,12 +114,15 @@ def test_none_loss_is_zero_and_unknown_loss_lists_the_valid_ones():
 
 
 @pytest.mark.parametrize("loss", ["reverse-hx", "reverse-kl", "mse-logits"])
-def test_log_teacher_losses_need_full_support(loss):
+def test_log_teacher_losses_floor_zero_probabilities(loss):
+    """A deterministic teacher: log 0 is floored at log(LOG_FLOOR), the same as the sampled kernels."""
     t = np.array([[0.5, 0.5], [1.0, 0.0]])
-    with pytest.raises(ValueError, match="action 1 probability 0 in state 1"):
-        st.loss_values(loss, t, np.zeros((2, 2)))
-    # The forward losses are fine with a deterministic teacher.
-    assert np.isfinite(st.loss_values("hx", t, np.zeros((2, 2)))).all()
+    z = np.array([[0.3, -0.2], [0.1, 0.4]])
+    assert st.LOG_FLOOR == 1e-12
+    floored = np.array([[0.5, 0.5], [1.0, 1e-12]])  # same logs; rows sum to 1 within 1e-12
+    np.testing.assert_allclose(st.loss_values(loss, t, z), direct_loss(loss, floored, z), rtol=1e-12)
+    assert st.loss_values("reverse-hx", t, z)[1] == pytest.approx(-np.exp(log_softmax(z, axis=1))[1, 1] * np.log(1e-12), rel=1e-12)
+    assert np.isfinite(st.loss_logit_grads(loss, t, z)).all()
 
 
 def test_dpd_hybrid_picks_the_better_policy_per_state():
