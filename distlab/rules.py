@@ -50,6 +50,11 @@ reward ``rhat_i`` (summed into Rhat_t from i = t):
     ``"neg-next-loss"``: -l(pi(s_{i+1}), pi_theta(s_{i+1})), 0 past the end (n-distill, Theorem 2)
     ``"log-teacher-next"``: log pi(a_{i+1}|s_{i+1}), 0 past the end         (expected-entropy)
     ``"teacher-v-shaping"``: V_pi(s_{i+1}) - V_pi(s_i), V_pi = 0 past the end (teacher-v-reward, Sec 4.2)
+    The correction ``"neg-next-loss"`` uses the loss as applied, ``w(s_{i+1}) l(s_{i+1})`` with the loss
+    weight ``w`` = gate * ``loss_mask``; the log-teacher rewards are multiplied by ``loss_mask(s)``
+    (a backend option: the states where the teacher gives a signal, default all; the Fig. 2
+    counterexample declares one in ``mdp.info["loss_mask"]``). ``log pi`` is floored at
+    ``log(1e-12)`` (``distlab.student.LOG_FLOOR``) so that deterministic teachers stay finite.
 
 gate ``w(s)`` multiplying the loss:
     ``"none"``: 1;  ``"value"``: 1[V_pi(s) > V_pi_theta(s)] (Prop. 2);
