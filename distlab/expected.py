@@ -159,6 +159,9 @@ def update_terms(
     rule = resolve_rule(rule, loss, control)
     if exploration not in rules.EXPLORATIONS:
         raise ValueError(f"unknown exploration {exploration!r}; valid: {', '.join(rules.EXPLORATIONS)}")
+    if exploration != "none" and rule.control not in ("student", "mixture"):
+        raise ValueError(f"exploration={exploration!r} changes the student's behaviour, but the control is {rule.control!r}; "
+                         "use control 'student' or 'mixture'")
     if dpd_weight not in DPD_WEIGHTS:
         raise ValueError(f"unknown dpd_weight {dpd_weight!r}; valid: {', '.join(DPD_WEIGHTS)}")
     S, A = mdp.n_states, mdp.n_actions

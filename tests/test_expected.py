@@ -267,6 +267,7 @@ def test_mdp_can_declare_its_loss_mask():
     (dict(dpd_weight="softmax"), "unknown dpd_weight 'softmax'; valid: exp, indicator"),
     (dict(loss_mask=np.ones(3)), r"loss_mask must have shape \(8,\)"),
     (dict(alias=np.zeros(5, dtype=int)), "alias must have one entry per state"),
+    (dict(control="teacher", exploration="greedy"), "exploration='greedy' changes the student's behaviour, but the control is 'teacher'"),
 ])
 def test_bad_options_raise_before_work(options, match):
     with pytest.raises(ValueError, match=match):
