@@ -347,7 +347,7 @@ def run_exact(
     Returns a tidy table, one row per record (step 0, every ``record_every`` steps, and the last):
     ``step``; ``student_return`` = mu0 @ V_theta; ``hx_student`` = E_{pi_theta}[sum_t Hx(pi || pi_theta)]
     and ``hx_teacher`` = E_pi[sum_t Hx(pi || pi_theta)] (the distillation losses under the student's and
-    the teacher's trajectories, Fig. 3); ``objective``: the rule's candidate objective
+    the teacher's trajectories, Fig. 3; NaN if the teacher never ends an episode); ``objective``: the rule's candidate objective
     (:func:`distlab.diagnostics.rule_objective`, gates held at the current theta); ``update_norm`` =
     ||g|| of the step taken from the recorded theta (NaN on the last record); and ``theta_<row>_<a>``
     columns when theta has at most 16 entries. ``theta0`` defaults to zeros (the uniform student).
@@ -372,7 +372,10 @@ def run_exact(
         options["teacher_value"] = evaluate(mdp, teacher)[0]
     if rule_.gate == "dpd" and options.get("peer") is not None and options.get("peer_value") is None:
         options["peer_value"] = evaluate(mdp, options["peer"])[0]
-    teacher_visits = evaluate(mdp, teacher)[2]
+    try:
+        teacher_visits = evaluate(mdp, teacher)[2]
+    except ValueError:  # a deterministic teacher may never end an episode: no E_pi[...] to record
+        teacher_visits = np.full(mdp.n_states, np.nan)
 
     def objective_fn(th):
         return rule_objective(mdp, rule_, th, teacher, alias=alias, **options)

@@ -329,6 +329,17 @@ def test_run_exact_iterates_and_records():
     assert {"theta_0_0", "theta_2_1"} <= set(small.columns)
 
 
+def test_run_exact_with_a_teacher_that_never_ends_an_episode():
+    """A deterministic teacher looping in the undiscounted corridor: hx_teacher is NaN, rl still runs."""
+    mdp = mdps.chain_corridor(2)
+    LEFT, RIGHT = np.eye(2)
+    looping = np.stack([LEFT, RIGHT, LEFT, RIGHT, LEFT])  # from the start (2): 2 -> 1 -> 2 -> ... forever
+    with pytest.raises(ValueError, match="never terminates"):
+        exact.evaluate(mdp, looping)
+    df = run_exact(mdp, "rl", looping, steps=3, lr=0.1)
+    assert df.hx_teacher.isna().all() and np.isfinite(df.student_return).all()
+
+
 def test_run_exact_validates():
     mdp, teacher = garnet(0), random_teacher(0)
     with pytest.raises(ValueError, match="steps must be a non-negative integer"):
