@@ -33,7 +33,10 @@ Choices made here, where Eq. 1 leaves room:
   weights; footnote 2 of the paper: they degenerate to teacher distill). The rules of interest with a
   non-student control have ``rhat = 0`` and no score term.
 * the gate multiplies the loss and is held fixed (not differentiated): a stop-gradient weight, as the
-  value gate's indicator and DPD's confidence score ``exp(alpha xi)`` are in the papers.
+  value gate's indicator and DPD's confidence score ``exp(alpha xi)`` are in the papers. ``V_theta``
+  is exact unless ``student_value`` overrides it (``teacher_value``, ``peer_value`` likewise).
+* exploration changes the student's behaviour where the control uses it (``student``, ``mixture``);
+  the score keeps ``grad log pi_theta`` (as the sampled kernels do).
 * ``dpd``: ``xi(s) = V_peer(s) - V_theta(s)`` (Lai et al., 2020, Eqs. 9, 11) and the peer is the
   distillation target (``peer`` defaults to the teacher); states and actions come from the control
   (``student`` in the registry: the student's own trajectories).
