@@ -5,8 +5,12 @@ Czarnecki et al. (2019), Sec. 3.1, Fig. 2 and App. C: an MDP whose teacher prefe
 between ``s_L`` and ``s_R``, trained with *true expected* returns (exact dynamics,
 ``distlab.expected.run_exact``). On-policy distill+R does not follow a gradient field and its policy
 oscillates forever; n-distill+R (Theorem 2's correction) is a gradient field and converges.
-Recorded: the student's logits and policy (probability of RIGHT in each row of the tied student), its
-return and the distillation loss, at every step.
+The paper's loss ``-4 pi_theta(R|s_R)`` is linear in the student's probabilities; it is the reverse
+cross-entropy ``Hx(pi_theta || pi)`` against a teacher with ``log(pi(R)/pi(L)) = 4`` (up to a constant),
+so the rules run with ``loss="reverse-hx"`` (see ``mdps.counterexample`` for why the forward
+cross-entropy would damp the cycle). Recorded: the student's logits and policy (``p_right_0`` =
+pi_theta(R|start), ``p_right_1`` = pi_theta(R|s_L) = pi_theta(R|s_R), the tied row), its return and the
+distillation loss.
 """
 
 from __future__ import annotations
@@ -22,21 +26,27 @@ RULES = ("on-policy+r", "n-distill+r")
 
 @dataclass(frozen=True)
 class Config:
-    steps: int = 3000
+    steps: int = 20_000
     lr: float = 0.1
-    record_every: int = 5
+    record_every: int = 10
+    loss: str = "reverse-hx"
+    # Initial logits (rows: start, the tied s_L/s_R row, terminals). Uniform (all 0) is the rest point
+    # x = y = 1/2 of on-policy distill+R: start off it, at pi_theta(R|s_L) = pi_theta(R|s_R) = 0.73.
+    theta0: tuple = ((0.0, 0.0), (0.0, 1.0), (0.0, 0.0))
     rules: tuple = RULES
 
 
 CONFIGS = {
     "smoke": Config(steps=40, record_every=10),
-    "quick": Config(),
-    "full": Config(steps=20_000, record_every=10),
+    "quick": Config(steps=5_000),
+    "full": Config(),
 }
 
 
 def cells(config: Config) -> list[dict]:
-    return [dict(rule=rule, steps=config.steps, lr=config.lr, record_every=config.record_every) for rule in config.rules]
+    return [dict(rule=rule, steps=config.steps, lr=config.lr, record_every=config.record_every, loss=config.loss,
+                 theta0=[list(row) for row in config.theta0])
+            for rule in config.rules]
 
 
 def run_cell(cell: dict) -> pd.DataFrame:
@@ -46,7 +56,7 @@ def run_cell(cell: dict) -> pd.DataFrame:
 
     mdp, alias, teacher = mdps.oscillation_counterexample()
     table = run_exact(mdp, cell["rule"], teacher, steps=cell["steps"], lr=cell["lr"], alias=alias,
-                      record_every=cell["record_every"])
+                      record_every=cell["record_every"], loss=cell["loss"], theta0=np.array(cell["theta0"]))
     theta_cols = sorted(c for c in table.columns if c.startswith("theta_"))
     rows = int(np.max(alias)) + 1
     theta = table[theta_cols].to_numpy().reshape(len(table), rows, -1)

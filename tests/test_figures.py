@@ -1,0 +1,66 @@
+"""Figure scripts render from tiny results tables; the bootstrap bands have the width statistics predicts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distlab import studies
+from figures import _plot
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    for name in studies.names():
+        studies.run_study(name, "smoke", out, workers=1, progress=False)
+    return out / "smoke"
+
+
+@pytest.mark.parametrize("name", list(_plot.FIGURES))
+def test_figure_renders_png_and_pdf(smoke_results, tmp_path, name):
+    written = _plot.draw(name, smoke_results / name / "results.parquet", tmp_path)
+    assert {p.suffix for p in written} == {".png", ".pdf"}
+    for p in written:
+        assert p.exists() and p.stat().st_size > 5_000, p
+
+
+def test_every_study_has_a_figure():
+    assert set(_plot.FIGURES) == set(studies.names())
+    for name in studies.names():
+        assert studies.get(name).FIGURE == _plot.FIGURES[name].split(".")[-1]
+
+
+def test_figure_script_command_line(smoke_results, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "figures" / "fig2_oscillation.py"), str(smoke_results / "oscillation" / "results.parquet"), str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "fig2_oscillation.png").exists()
+
+
+def test_draw_rejects_unknown_names_and_missing_results(tmp_path):
+    with pytest.raises(ValueError, match="valid: oscillation"):
+        _plot.draw("fig7", tmp_path / "x.parquet", tmp_path)
+    with pytest.raises(FileNotFoundError, match="distlab study"):
+        _plot.draw("control", tmp_path / "missing.parquet", tmp_path)
+
+
+def test_bootstrap_band_matches_the_normal_theory_width():
+    """For n iid N(0, 1) draws the 95% CI of the mean has width ~ 2 * 1.96 / sqrt(n)."""
+    rng = np.random.default_rng(0)
+    n = 400
+    values = rng.standard_normal((n, 3)) + np.array([0.0, 5.0, -2.0])
+    mean, low, high = _plot.mean_and_ci(values)
+    np.testing.assert_allclose(mean, values.mean(0))
+    assert np.all(low < mean) and np.all(mean < high)
+    np.testing.assert_allclose(high - low, 2 * 1.96 * values.std(0, ddof=1) / np.sqrt(n), rtol=0.15)
+    single, lo1, hi1 = _plot.mean_and_ci(np.array([[1.0, 2.0]]))
+    assert np.array_equal(single, lo1) and np.array_equal(single, hi1)
