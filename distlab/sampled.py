@@ -295,33 +295,31 @@ def _target_tables(target):
 # ---------------------------------------------------------------------------- losses (one state)
 @nb.njit(cache=True, inline="always")
 def _loss_value(loss, s, r, target, log_t, centred_t, argmax_t, entropy_t, probs, logp):
-    """``l(pi_theta, s)`` for the loss code (``student.loss_values``); ``r`` is the student row of s."""
+    """``l(pi_theta, s)`` for the loss code (``student.loss_values``); ``r`` is the student row of s.
+    Branch-free in the loss (see :func:`_add_loss_gradient`)."""
     A = probs.shape[1]
-    v = 0.0
-    if loss == _L_HX:
-        for a in range(A):
-            v -= target[s, a] * logp[r, a]
-    elif loss == _L_RHX:
-        for a in range(A):
-            v -= probs[r, a] * log_t[s, a]
-    elif loss == _L_KL:
-        for a in range(A):
-            v -= target[s, a] * logp[r, a]
-        v -= entropy_t[s]
-    elif loss == _L_RKL:
-        for a in range(A):
-            v += probs[r, a] * (logp[r, a] - log_t[s, a])
-    elif loss == _L_MSE:
-        mean = 0.0
-        for a in range(A):
-            mean += logp[r, a]
-        mean /= A
-        for a in range(A):
-            d = logp[r, a] - mean - centred_t[s, a]
-            v += 0.5 * d * d
-    elif loss == _L_NLL:
-        v = -logp[r, argmax_t[s]]
-    return v
+    is_hx = 1.0 if loss == _L_HX or loss == _L_KL else 0.0
+    is_kl = 1.0 if loss == _L_KL else 0.0
+    is_rhx = 1.0 if loss == _L_RHX else 0.0
+    is_rkl = 1.0 if loss == _L_RKL else 0.0
+    is_mse = 1.0 if loss == _L_MSE else 0.0
+    is_nll = 1.0 if loss == _L_NLL else 0.0
+    t_logp = 0.0  # sum_a pi(a) log p(a)
+    p_logt = 0.0  # sum_a p(a) log pi(a)
+    p_logp = 0.0  # sum_a p(a) log p(a)
+    mean_logp = 0.0
+    for a in range(A):
+        t_logp += target[s, a] * logp[r, a]
+        p_logt += probs[r, a] * log_t[s, a]
+        p_logp += probs[r, a] * logp[r, a]
+        mean_logp += logp[r, a]
+    mean_logp /= A
+    mse = 0.0
+    for a in range(A):
+        d = logp[r, a] - mean_logp - centred_t[s, a]
+        mse += 0.5 * d * d
+    return (-is_hx * t_logp - is_kl * entropy_t[s] - is_rhx * p_logt + is_rkl * (p_logp - p_logt) + is_mse * mse
+            - is_nll * logp[r, argmax_t[s]])
 
 
 @nb.njit(cache=True, inline="always")
@@ -330,30 +328,28 @@ def _add_loss_gradient(loss, weight, s, r, target, log_t, centred_t, argmax_t, p
 
     hx, kl: p - pi.  reverse-hx: p (f - p.f), f = -log pi.  reverse-kl: the same with f = log p - log pi.
     mse-logits: (z - mean z) - (log pi - mean log pi).  nll-argmax: p - e_{argmax pi}.
+    Written without branches on the loss: in numba a branch that reads other arrays keeps their
+    reference counting in the loop (4x slower).
     """
     A = probs.shape[1]
-    if loss == _L_HX or loss == _L_KL:
-        for a in range(A):
-            g[r, a] += weight * (probs[r, a] - target[s, a])
-    elif loss == _L_RHX or loss == _L_RKL:
-        mean = 0.0
-        for a in range(A):
-            f = -log_t[s, a] if loss == _L_RHX else logp[r, a] - log_t[s, a]
-            mean += probs[r, a] * f
-        for a in range(A):
-            f = -log_t[s, a] if loss == _L_RHX else logp[r, a] - log_t[s, a]
-            g[r, a] += weight * probs[r, a] * (f - mean)
-    elif loss == _L_MSE:
-        mean = 0.0
-        for a in range(A):
-            mean += logp[r, a]
-        mean /= A
-        for a in range(A):
-            g[r, a] += weight * (logp[r, a] - mean - centred_t[s, a])
-    elif loss == _L_NLL:
-        for a in range(A):
-            g[r, a] += weight * probs[r, a]
-        g[r, argmax_t[s]] -= weight
+    is_hx = (1.0 if loss == _L_HX or loss == _L_KL else 0.0)
+    is_reverse = (1.0 if loss == _L_RHX or loss == _L_RKL else 0.0)
+    is_rkl = (1.0 if loss == _L_RKL else 0.0)
+    is_mse = (1.0 if loss == _L_MSE else 0.0)
+    is_nll = (1.0 if loss == _L_NLL else 0.0)
+    mean_f = 0.0
+    mean_logp = 0.0
+    for a in range(A):
+        mean_f += probs[r, a] * (is_rkl * logp[r, a] - log_t[s, a])
+        mean_logp += logp[r, a]
+    mean_logp /= A
+    best = argmax_t[s]
+    for a in range(A):
+        p = probs[r, a]
+        f = is_rkl * logp[r, a] - log_t[s, a]
+        d = (is_hx * (p - target[s, a]) + is_reverse * p * (f - mean_f)
+             + is_mse * (logp[r, a] - mean_logp - centred_t[s, a]) + is_nll * (p - (1.0 if a == best else 0.0)))
+        g[r, a] += weight * d
 
 
 # ---------------------------------------------------------------------------- one episode
@@ -389,11 +385,11 @@ def _initial_state(mu0_cdf, u):
 
 
 @nb.njit(cache=True, inline="always")
-def _sample_episode(next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, weight, has_loss, loss_w, touched,
-                    touched_list, n_touched, store, states, actions):
-    """Roll out one episode with the control CDF; add the loss weight of each visit to ``loss_w`` and list
-    the states visited for the first time. Returns ``(T, n_touched, truncated)``; states and actions go
-    to the buffers when ``store``."""
+def _sample_episode(next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, weight, loss_w, touched, touched_list,
+                    n_touched, states, actions):
+    """Roll out one episode with the control CDF into the ``states`` / ``actions`` buffers; add the loss
+    weight of each visit to ``loss_w`` and list the states visited for the first time.
+    Returns ``(T, n_touched, truncated)``."""
     K = next_cdf.shape[2]
     s = _initial_state(mu0_cdf, np.random.random())
     T = 0
@@ -403,11 +399,9 @@ def _sample_episode(next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, weight, h
         touched_list[n_touched] = s
         n_touched += 1 - touched[s]
         touched[s] = 1
-        if has_loss:
-            loss_w[s] += weight[s]
-        if store:
-            states[T] = s
-            actions[T] = a
+        loss_w[s] += weight[s]  # unconditional: in numba a branch reading arrays costs more than the add
+        states[T] = s
+        actions[T] = a
         T += 1
         k = _draw_next(next_cdf, s, a, np.random.random())
         if k == K:
@@ -420,39 +414,39 @@ def _sample_episode(next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, weight, h
 @nb.njit(cache=True, inline="always")
 def _score_weights(T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask, weight,
                    target, log_t, centred_t, argmax_t, entropy_t, probs, logp, score_w):
-    """Add ``W_t`` of every step to ``score_w[s_t, a_t]`` (one backward pass over the episode)."""
+    """Add ``W_t`` of every step to ``score_w[s_t, a_t]`` (one backward pass over the episode).
+
+    The components enter as 0/1 factors rather than branches (a numba branch that reads arrays costs
+    reference counting in the loop); "next" quantities read step ``min(t + 1, T - 1)`` times ``alive``.
+    Only the reward neg-next-loss, which evaluates the loss at every step, has its own loop.
+    """
+    is_log_teacher = 1.0 if reward == _R_LOG_TEACHER else 0.0
+    is_log_teacher_next = 1.0 if reward == _R_LOG_TEACHER_NEXT else 0.0
+    is_shaping = 1.0 if reward == _R_V_SHAPING else 0.0
+    env = 1.0 if env_reward else 0.0
+    td = 1.0 if score != _S_RETURN else 0.0
+    td_teacher_v = 1.0 if score == _S_TD_TEACHER_V else 0.0
     rhat_return = 0.0  # sum_{i>=t} (rhat_i + r_i * env_reward)
-    for t in range(T - 1, -1, -1):
-        s = states[t]
-        a = actions[t]
-        last = t + 1 >= T
-        rhat = 0.0
-        if reward == _R_LOG_TEACHER:
-            rhat = mask[s] * log_t[s, a]
-        elif reward == _R_NEG_NEXT_LOSS:
-            if not last:
-                s2 = states[t + 1]
-                rhat = -weight[s2] * _loss_value(loss, s2, alias[s2], target, log_t, centred_t, argmax_t,
+    if reward == _R_NEG_NEXT_LOSS:
+        for t in range(T - 1, -1, -1):
+            s = states[t]
+            a = actions[t]
+            s2 = states[min(t + 1, T - 1)]
+            alive = 1.0 if t + 1 < T else 0.0
+            next_loss = weight[s2] * _loss_value(loss, s2, alias[s2], target, log_t, centred_t, argmax_t,
                                                  entropy_t, probs, logp)
-        elif reward == _R_LOG_TEACHER_NEXT:
-            if not last:
-                s2 = states[t + 1]
-                rhat = mask[s2] * log_t[s2, actions[t + 1]]
-        elif reward == _R_V_SHAPING:
-            rhat = -teacher_v[s]
-            if not last:
-                rhat += teacher_v[states[t + 1]]
-        if env_reward:
-            rhat += R[s, a]
-        rhat_return += rhat
-        w = rhat_return
-        if score == _S_TD_TEACHER_V:
-            w += R[s, a]
-            if not last:
-                w += teacher_v[states[t + 1]]
-        elif score == _S_TD_V0:
-            w += R[s, a]
-        score_w[s, a] += w
+            rhat_return += env * R[s, a] - alive * next_loss
+            score_w[s, a] += rhat_return + td * R[s, a] + td_teacher_v * alive * teacher_v[s2]
+    else:
+        for t in range(T - 1, -1, -1):
+            s = states[t]
+            a = actions[t]
+            s2 = states[min(t + 1, T - 1)]
+            a2 = actions[min(t + 1, T - 1)]
+            alive = 1.0 if t + 1 < T else 0.0
+            rhat_return += (is_log_teacher * mask[s] * log_t[s, a] - is_shaping * teacher_v[s] + env * R[s, a]
+                            + alive * (is_log_teacher_next * mask[s2] * log_t[s2, a2] + is_shaping * teacher_v[s2]))
+            score_w[s, a] += rhat_return + td * R[s, a] + td_teacher_v * alive * teacher_v[s2]
 
 
 @nb.njit(cache=True, inline="always")
@@ -467,21 +461,22 @@ def _states_to_rows(n_touched, touched_list, touched, alias, loss, has_score, lo
     for j in range(n_touched):
         s = touched_list[j]
         r = alias[s]
-        if loss_w[s] != 0.0:
-            _add_loss_gradient(loss, loss_w[s], s, r, target, log_t, centred_t, argmax_t, probs, logp, g)
-            loss_w[s] = 0.0
-        if has_score:
+        _add_loss_gradient(loss, loss_w[s], s, r, target, log_t, centred_t, argmax_t, probs, logp, g)
+        loss_w[s] = 0.0
+        touched[s] = 0
+        row_list[n_rows] = r  # list r on its first appearance, branch-free
+        n_rows += 1 - row_touched[r]
+        row_touched[r] = 1
+    if has_score:  # a separate pass: a branch inside the loop above would slow it down (numba refcounts)
+        for j in range(n_touched):
+            s = touched_list[j]
+            r = alias[s]
             total = 0.0
             for a in range(A):
                 total += score_w[s, a]
             for a in range(A):
                 g[r, a] -= score_w[s, a] - probs[r, a] * total
                 score_w[s, a] = 0.0
-        touched[s] = 0
-        if row_touched[r] == 0:
-            row_touched[r] = 1
-            row_list[n_rows] = r
-            n_rows += 1
     return n_rows
 
 
@@ -575,7 +570,6 @@ def _sampled_update_kernel(next_state, next_prob, R, mu0, alias, theta, teacher,
     logp = np.empty((rows, A))
     beh_cdf = np.empty((S, A))
     _init_student(theta, alias, control, exploration, teacher, beta, epsilon, inv_temperature, probs, logp, beh_cdf)
-    has_loss = loss != _L_NONE
     has_score = reward != _R_NONE or score != _S_RETURN or env_reward
     for c in nb.prange(chunk_seeds.shape[0]):
         np.random.seed(chunk_seeds[c])
@@ -591,8 +585,7 @@ def _sampled_update_kernel(next_state, next_prob, R, mu0, alias, theta, teacher,
         n_trunc = 0
         for _ in range(chunk_episodes[c]):
             T, n_touched, truncated = _sample_episode(next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, weight,
-                                                      has_loss, loss_w, touched, touched_list, 0, has_score,
-                                                      states, actions)
+                                                      loss_w, touched, touched_list, 0, states, actions)
             n_trunc += truncated
             if has_score:
                 _score_weights(T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask,
@@ -651,7 +644,6 @@ def _train_one(next_state, next_prob, R, mu0, alias, row_ptr, row_states, theta,
     g = np.zeros((rows, A))
     states = np.empty(max_steps, dtype=np.int64)
     actions = np.empty(max_steps, dtype=np.int64)
-    has_loss = loss != _L_NONE
     has_score = reward != _R_NONE or score != _S_RETURN or env_reward
     one_row_per_state = rows == S
     for s in range(S):
@@ -679,8 +671,7 @@ def _train_one(next_state, next_prob, R, mu0, alias, row_ptr, row_states, theta,
         n_touched = 0
         for _ in range(episodes_per_step):
             T, n_touched, truncated = _sample_episode(next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, weight,
-                                                      has_loss, loss_w, touched, touched_list, n_touched,
-                                                      has_score, states, actions)
+                                                      loss_w, touched, touched_list, n_touched, states, actions)
             n_trunc += truncated
             n_transitions += T
             if has_score:

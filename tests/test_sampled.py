@@ -18,7 +18,7 @@ from distlab.expected import expected_update
 from distlab.teachers import softmax_policy
 
 Z_MAX = 5.0
-EPISODES = 30_000
+EPISODES = 50_000
 
 
 def assert_agrees(mean, stderr, expected, what=""):
