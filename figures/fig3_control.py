@@ -56,8 +56,9 @@ def steps_to_recover(table: pd.DataFrame, fraction: float = 0.95) -> pd.DataFram
 
 def plot(table: pd.DataFrame):
     temps = sorted(table["temperature"].unique())
-    fig = plt.figure(figsize=(17, 3.0 * len(temps) + 0.6))
-    grid = fig.add_gridspec(len(temps), 6, width_ratios=[1, 1, 1, 1, 0.15, 1.2], wspace=0.45, hspace=0.35)
+    fig = plt.figure(figsize=(17, 3.0 * len(temps) + 1.2))
+    grid = fig.add_gridspec(len(temps), 6, width_ratios=[1, 1, 1, 1, 0.15, 1.2], wspace=0.45, hspace=0.35,
+                            top=1.0 - 0.9 / (3.0 * len(temps) + 1.2))
     for i, temp in enumerate(temps):
         sub = table[table["temperature"] == temp]
         for j, (col, label) in enumerate(COLUMNS):
@@ -68,7 +69,11 @@ def plot(table: pd.DataFrame):
                 ax.axhline(sub["teacher_return"].mean(), color="k", ls="--", lw=1, label="teacher's return")
             else:
                 ax.set_yscale("symlog", linthresh=0.1)
-            ax.set_xscale("symlog", linthresh=max(1.0, float(sub["step"].max()) / 1000))
+            first = float(np.sort(sub["step"].unique())[1])  # the first recorded step after 0
+            ax.set_xscale("symlog", linthresh=first, linscale=0.3)
+            ax.set_xlim(0, float(sub["step"].max()))
+            top = int(np.log10(float(sub["step"].max())))
+            ax.set_xticks([0] + [10.0**k for k in range(max(1, int(np.log10(first)) + 1), top + 1)])
             ax.set_title(f"teacher temperature {temp:g}" if j == 0 else "", loc="left", fontsize=9)
             ax.set_ylabel(label, fontsize=8)
             if i == len(temps) - 1:
@@ -101,14 +106,19 @@ def plot(table: pd.DataFrame):
                     ax_r.annotate(f"T={t:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
     ax_r.axhline(1.0, color="k", lw=0.8)
     ax_r.set_yscale("log")
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    ax_r.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax_r.yaxis.set_major_formatter(ScalarFormatter())
+    ax_r.yaxis.set_minor_formatter(ScalarFormatter())
     ax_r.set_xlabel("teacher entropy in its visited states (nats)")
     ax_r.set_ylabel("speed-up of student-driven distillation\n(ratio of areas under the curves)")
     ax_r.legend(fontsize=7, loc="best")
     ax_r.grid(alpha=0.3, which="both")
-    fig.legend(handles, labels, loc="upper center", ncol=4, fontsize=9, frameon=False)
+    fig.legend(handles, labels, loc="upper center", ncol=4, fontsize=9, frameon=False, bbox_to_anchor=(0.42, 0.985))
     n = table["mdp"].nunique()
     fig.suptitle(f"Control policy of distillation: {n} gridworlds, Q-learning teachers at softmax temperatures "
-                 f"({_plot.band_note()}; speed-up bars: 95% CI of the per-MDP log ratio)", y=1.0 + 0.35 / len(temps), fontsize=10)
+                 f"({_plot.band_note()}; speed-up bars: 95% CI of the per-MDP log ratio)", y=1.0, fontsize=10)
     return fig
 
 

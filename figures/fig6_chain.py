@@ -55,7 +55,7 @@ def plot(table, lengths):
                 ax.set_xlabel("training episodes")
         axes[i][0].set_ylabel("student's return (expected)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.06 / len(lengths)))
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.14 / len(lengths)))
     cont = table["continuation"].iloc[0]
     fig.suptitle(f"Corridor, start in the middle, -1 left end, +1 right end, discount {cont:g} "
                  f"({table['seed'].nunique()} seeds; lines: mean; bands: 95% bootstrap CI over seeds)", fontsize=10)

@@ -16,11 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
-    for name in studies.names():
-        studies.run_study(name, "smoke", out, workers=1, progress=False)
-    return out / "smoke"
+def smoke_results():
+    from _smoke_results import smoke_results_root
+
+    return smoke_results_root() / "smoke"
 
 
 @pytest.mark.parametrize("name", list(_plot.FIGURES))
@@ -64,3 +63,13 @@ def test_bootstrap_band_matches_the_normal_theory_width():
     np.testing.assert_allclose(high - low, 2 * 1.96 * values.std(0, ddof=1) / np.sqrt(n), rtol=0.15)
     single, lo1, hi1 = _plot.mean_and_ci(np.array([[1.0, 2.0]]))
     assert np.array_equal(single, lo1) and np.array_equal(single, hi1)
+
+
+def test_reproduction_numbers_print_every_study(smoke_results, capsys):
+    from figures import reproduction_numbers
+
+    reproduction_numbers.main(str(smoke_results.parent))
+    printed = capsys.readouterr().out
+    for name in ("control", "actions", "noisy-teacher", "chain", "multi-teacher", "dual", "exploration"):
+        assert f"## {name} (smoke" in printed
+    assert "steps to 95%: teacher / student / uniform" in printed

@@ -53,8 +53,8 @@ class Config:
     lengths: tuple = (5, 10, 20)
     n_seeds: int = 1000
     steps: int = 3000
-    record_every: int = 25
-    lr: float = 0.1
+    record_every: int = 20
+    lr: float = 0.02
     critic_lr: float = 0.1
     continuation: float = 0.99
     rules: tuple = RULES
@@ -63,7 +63,7 @@ class Config:
 
 CONFIGS = {
     "smoke": Config(lengths=(3,), n_seeds=4, steps=40, record_every=10),
-    "quick": Config(lengths=(5,), n_seeds=100, steps=2000, record_every=25),
+    "quick": Config(lengths=(5,), n_seeds=100, steps=1500, record_every=20),
     "full": Config(),
 }
 

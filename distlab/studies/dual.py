@@ -32,12 +32,12 @@ METHODS = ("dpd-indicator", "dpd-exp", "independent", "single-double-steps")
 
 @dataclass(frozen=True)
 class Config:
-    n_mdps: int = 200
+    n_mdps: int = 100
     chunk: int = 50
     size: int = 20
-    steps: int = 10_000  # per learner
+    steps: int = 6_000  # per learner
     steps_per_round: int = 100
-    lr: float = 0.001
+    lr: float = 0.003
     dpd_alpha: float = 1.0
     init_scale: float = 1.0
     methods: tuple = METHODS

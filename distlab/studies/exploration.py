@@ -27,8 +27,8 @@ STRATEGIES = (("none", 0.0, 1.0), ("greedy", 0.0, 1.0), ("epsilon-greedy", 0.1, 
 
 @dataclass(frozen=True)
 class Config:
-    n_mdps: int = 1000
-    chunk: int = 250
+    n_mdps: int = 300
+    chunk: int = 100
     size: int = 20
     steps: int = 30_000
     record_every: int = 250

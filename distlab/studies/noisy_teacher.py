@@ -33,13 +33,13 @@ VALUE_ESTIMATES = ("mc100", "exact")
 
 @dataclass(frozen=True)
 class Config:
-    n_mdps: int = 1000
-    chunk: int = 250
+    n_mdps: int = 300
+    chunk: int = 100
     size: int = 20
     steps: int = 30_000
     record_every: int = 250
-    lr: float = 1.0
-    noise: tuple = (0.0, 0.1, 0.25, 0.5)
+    lr: float = 0.001
+    noise: tuple = (0.0, 0.25, 0.5)
     rules: tuple = RULES
     values: tuple = VALUE_ESTIMATES
     mc_episodes: int = 100
@@ -47,7 +47,7 @@ class Config:
 
 CONFIGS = {
     "smoke": Config(n_mdps=3, chunk=3, size=8, steps=60, record_every=20, noise=(0.0, 0.25), mc_episodes=10),
-    "quick": Config(n_mdps=40, chunk=40, steps=5_000, record_every=100, noise=(0.0, 0.25, 0.5)),
+    "quick": Config(n_mdps=20, chunk=20, steps=5_000, record_every=100, noise=(0.25,)),
     "full": Config(),
 }
 
