@@ -459,7 +459,20 @@ def _score_weights(T, states, actions, alias, R, reward, score, env_reward, loss
     td = 1.0 if score != _S_RETURN else 0.0
     td_teacher_v = 1.0 if score == _S_TD_TEACHER_V else 0.0
     rhat_return = 0.0  # sum_{i>=t} (rhat_i + r_i * env_reward)
-    if reward == _R_NEG_NEXT_LOSS:
+    if reward == _R_NEG_NEXT_LOSS and loss == _L_HX:  # n-distill: Hx(pi || pi_theta) = -sum_a pi log p
+        A = probs.shape[1]
+        for t in range(T - 1, -1, -1):
+            s = states[t]
+            a = actions[t]
+            s2 = states[min(t + 1, T - 1)]
+            alive = 1.0 if t + 1 < T else 0.0
+            r2 = alias[s2]
+            hx = 0.0
+            for b in range(A):
+                hx -= target[s2, b] * logp[r2, b]
+            rhat_return += env * R[s, a] - alive * weight[s2] * hx
+            score_w[s, a] += rhat_return + td * R[s, a] + td_teacher_v * alive * teacher_v[s2]
+    elif reward == _R_NEG_NEXT_LOSS:
         for t in range(T - 1, -1, -1):
             s = states[t]
             a = actions[t]
@@ -490,15 +503,28 @@ def _states_to_rows(n_touched, touched_list, touched, alias, loss, has_score, lo
     """
     A = probs.shape[1]
     n_rows = 0
-    for j in range(n_touched):
-        s = touched_list[j]
-        r = alias[s]
-        _add_loss_gradient(loss, loss_w[s], s, r, target, log_t, centred_t, argmax_t, probs, logp, g)
-        loss_w[s] = 0.0
-        touched[s] = 0
-        row_list[n_rows] = r  # list r on its first appearance, branch-free
-        n_rows += 1 - row_touched[r]
-        row_touched[r] = 1
+    if loss == _L_HX or loss == _L_KL:  # the common case, p - pi, in its own lean loop
+        for j in range(n_touched):
+            s = touched_list[j]
+            r = alias[s]
+            w = loss_w[s]
+            for a in range(A):
+                g[r, a] += w * (probs[r, a] - target[s, a])
+            loss_w[s] = 0.0
+            touched[s] = 0
+            row_list[n_rows] = r  # list r on its first appearance, branch-free
+            n_rows += 1 - row_touched[r]
+            row_touched[r] = 1
+    else:
+        for j in range(n_touched):
+            s = touched_list[j]
+            r = alias[s]
+            _add_loss_gradient(loss, loss_w[s], s, r, target, log_t, centred_t, argmax_t, probs, logp, g)
+            loss_w[s] = 0.0
+            touched[s] = 0
+            row_list[n_rows] = r
+            n_rows += 1 - row_touched[r]
+            row_touched[r] = 1
     if has_score:  # a separate pass: a branch inside the loop above would slow it down (numba refcounts)
         for j in range(n_touched):
             s = touched_list[j]
