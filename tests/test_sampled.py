@@ -122,6 +122,23 @@ def test_tied_student_rows_match_expected_update(garnet_case):
         assert_agrees(mean, stderr, expected_update(mdp, name, theta, teacher, alias=alias), name)
 
 
+@pytest.mark.parametrize("name", ["on-policy+r", "n-distill+r"])
+def test_fig2_counterexample_tied_rows_and_loss_mask_match_expected_update(name):
+    """The sigmoid student of Fig. 2 (s_L and s_R share a row), the teacher's signal in s_R only
+    (``mdp.info["loss_mask"]``, read by default) and the paper's linear loss (reverse-hx)."""
+    mdp, alias, teacher = mdps.oscillation_counterexample()
+    theta = np.array([[0.0, 0.3], [0.2, -0.4], [0.0, 0.0]])
+    mean, stderr = sampled.sampled_update(mdp, name, theta, teacher, alias=alias, loss="reverse-hx",
+                                          episodes=EPISODES, seed=12)
+    assert_agrees(mean, stderr, expected_update(mdp, name, theta, teacher, alias=alias, loss="reverse-hx"), name)
+
+
+def test_truncated_episodes_are_reported(chain_case):
+    mdp, theta, teacher = chain_case
+    with pytest.warns(UserWarning, match="truncated"):
+        sampled.sampled_update(mdp, "on-policy", theta, teacher, episodes=100, seed=0, max_steps=2)
+
+
 def test_a_user_registered_rule_runs_in_the_sampled_backend(garnet_case):
     """Components are dispatched on codes: an unusual combination matches its exact expectation."""
     mdp, theta, teacher = garnet_case
