@@ -1,0 +1,354 @@
+"""Distillation steps inside ensemble SAC: PIEKD's step, the taxonomy rules of ``distlab.rules``, DPD.
+
+Every step is computed for all K members at once; a per-member weight w_k (1 for students, 0 for the
+teacher and for members that do not learn) multiplies each member's loss, so non-students get exactly
+zero gradient.
+
+PIEKD's step (Hong et al., Eqs. 1-2), the default of ``--method piekd``:
+
+    L_pi = E_{s~D} KL(pi_t(.|s) || pi_k(.|s))           (closed form, deep.kl)
+    L_Q  = E_{(s,a)~D} sum_j (Q_t,j(s,a) - Q_k,j(s,a))^2  (twin critics matched pairwise)
+
+A taxonomy rule (Czarnecki et al., 2019, Eq. 1 and Table 1) as a SAC update of the student
+-----------------------------------------------------------------------------------------
+SAC's reparameterised actor gradient through a learned critic plays the role of Eq. 1's score-function
+term ``-grad log pi_theta(a|s) * Rhat``: the critic estimates the return of the rule's reward. A rule's
+components map to SAC as follows (``pi_t`` teacher, ``pi_k`` student, ``V_x(s) = min_j Q_x,j(s,a) -
+alpha_x log pi_x(a|s), a ~ pi_x(s)``, one sample):
+
+* control q (which data the losses and targets are evaluated on):
+  ``"teacher"``: transitions the teacher collected; ``"student"``: transitions the student collected.
+  With an elected teacher (periodic schedule) these are the replay transitions whose recorded ``actor``
+  is that member (the whole buffer if it has none yet); with a frozen teacher (every-step schedule) q is
+  who *acts* in the environment: the teacher for control ``"teacher"``, the members otherwise.
+* loss l(pi_t(s), pi_k(s)) added to the actor loss, weighted by the gate:
+  ``"kl"`` KL(pi_t || pi_k) closed form; ``"hx"`` = KL + H(pi_t) (H by one teacher sample; same
+  gradient as KL); ``"reverse-kl"`` KL(pi_k || pi_t) closed form; ``"reverse-hx"`` = -E_{a~pi_k} log
+  pi_t(a|s) (one reparameterised student sample); ``"mse-logits"`` 1/2 ||mean_k - mean_t||^2 + 1/2
+  ||log_std_k - log_std_t||^2 (the Gaussian's parameters are its "logits"); ``"nll-argmax"``
+  -log pi_k(tanh(mean_t) | s) (the teacher's deterministic action).
+* reward rhat(s, a, s') added to the critic target y = c_env r + rhat + gamma (1 - term) B(s'):
+  ``"log-teacher"`` log pi_t(a|s) of the replay action; ``"neg-next-loss"`` -(1 - term) l(pi_t(s'),
+  pi_k(s')) (l = the rule's loss); ``"log-teacher-next"`` (1 - term) log pi_t(a'|s'), a' ~ pi_k(s');
+  ``"teacher-v-shaping"`` gamma (1 - term) V_t(s') - V_t(s) (discounted potential shaping).
+* score: ``"return"`` B = V_k(s') (the student's target critics: SAC); ``"td-teacher-v"`` B = V_t(s')
+  (bootstrap from the teacher's value, Sec. 4.1); ``"td-v0"`` B = 0. The td scores weight the score by
+  ``r_t + V(s_{t+1})``, so c_env = 1 for them; their "+r" adds the rl direction, i.e. the student's own
+  SAC target: the two directions add, and since the actor gradient is linear in the critic's target we
+  train on their average, B = (V_t(s') + V_k(s')) / 2 (the sum up to a factor 2).
+* env_reward ("+R"): c_env = 1.
+* gate w(s) multiplying the loss: ``"value"`` 1[V_t(s) > V_k(s)] (Prop. 2); ``"dpd"`` with xi = V_t(s) -
+  V_k(s): 1[xi > 0] (DPD Eq. 9) or exp(alpha xi) clipped at ``dpd_clip`` and divided by its batch mean
+  (Eq. 11 with the batch normalisation of the public DPD code).
+
+The student's actor loss is ``[rl] (alpha log pi_k(a~|s) - min_j Q_k,j(s, a~)) + w(s) l(s)`` where
+[rl] = 1 when the critic carries a return (c_env = 1 or rhat != 0); otherwise the rule is pure imitation
+(the actor follows only the loss, e.g. ``teacher``, ``on-policy``, ``value-gated``). The critic regresses
+on y when [rl]; otherwise, under the every-step schedule it keeps learning SAC's target (the value gate
+needs V_k), and under the periodic schedule it is left alone. The temperature is not changed by a
+periodic phase.
+
+Per rule (Table 1), therefore: ``teacher``: imitate (KL/Hx) on teacher-collected states.
+``on-policy``: the same on student-collected states. ``entropy-regularised``: critic target log
+pi_t(a|s), actor = SAC on that critic. ``n-distill``: Hx loss + critic target -Hx at s'.
+``expected-entropy``: reverse cross-entropy loss + critic target log pi_t(a'|s'). ``value-gated``:
+gated Hx imitation. ``teacher-v-reward``: SAC with shaped reward r + gamma V_t(s') - V_t(s).
+``td-teacher-v``: SAC whose critic bootstraps from V_t. ``td-v0``: critic target r. ``rl``: SAC.
+``dpd``: DPD-gated Hx imitation. ``X+r``: the same plus the environment reward.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from deep.kl import gaussian_kl, gaussian_log_prob, squashed_log_prob, squashed_sample, tanh_log_det
+from deep.networks import Ensemble
+from deep.replay import Batch, ReplayBuffer
+from deep.sac import critic_regression_loss, make_adam, sac_actor_terms, soft_value
+
+__all__ = ["Teacher", "policy_loss", "check_rule_supported", "piekd_losses", "rule_losses", "distill_phase",
+           "hardcopy", "control_index_sets", "SUPPORTED_COMPONENTS"]
+
+# The components of distlab.rules this backend maps to SAC (see the module docstring).
+SUPPORTED_COMPONENTS = {
+    "control": ("teacher", "student"),
+    "loss": ("none", "hx", "reverse-hx", "kl", "reverse-kl", "mse-logits", "nll-argmax"),
+    "reward": ("none", "log-teacher", "neg-next-loss", "log-teacher-next", "teacher-v-shaping"),
+    "score": ("return", "td-teacher-v", "td-v0"),
+    "gate": ("none", "value", "dpd"),
+}
+
+
+def check_rule_supported(rule) -> None:
+    """ValueError naming every component of ``rule`` that has no SAC mapping here."""
+    bad = [f"{field}={getattr(rule, field)!r}" for field, ok in SUPPORTED_COMPONENTS.items() if getattr(rule, field) not in ok]
+    if bad:
+        raise ValueError(f"rule {rule.name!r} uses component(s) the deep backend does not implement: {', '.join(bad)}; "
+                         f"supported: " + "; ".join(f"{f}: {', '.join(v)}" for f, v in SUPPORTED_COMPONENTS.items()))
+
+
+class Teacher:
+    """The teacher of each student: member ``teacher_of[k]`` of ``source`` teaches student k.
+
+    ``source`` is the ensemble itself (elected member, DPD peers) or a frozen 1-member Ensemble loaded
+    from a checkpoint (``teacher_of`` all 0). Everything is evaluated without gradient on the students'
+    own states: the source is run on all K*B states and row (teacher_of[k], k) is kept.
+    """
+
+    def __init__(self, source: Ensemble, teacher_of: torch.Tensor, generator: torch.Generator):
+        self.source, self.teacher_of, self.gen = source, teacher_of, generator
+        self.cols = torch.arange(len(teacher_of), device=teacher_of.device)
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        k, b = x.shape[:2]
+        return x.reshape(1, k * b, x.shape[-1]).expand(self.source.k, k * b, x.shape[-1])
+
+    @torch.no_grad()
+    def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, b = obs.shape[:2]
+        mean, log_std = self.source.policy(self._flat(obs))
+        a = mean.shape[-1]
+        mean = mean.view(-1, k, b, a)[self.teacher_of, self.cols]
+        log_std = log_std.view(-1, k, b, a)[self.teacher_of, self.cols]
+        return mean, log_std
+
+    @torch.no_grad()
+    def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Teacher twin Q-values (K, 2, B)."""
+        k, b = obs.shape[:2]
+        q = self.source.q(self._flat(obs), self._flat(act))  # (K_source, 2, K*B)
+        return q.view(-1, 2, k, b)[self.teacher_of, :, self.cols]
+
+    @torch.no_grad()
+    def alpha(self) -> torch.Tensor:
+        return self.source.log_alpha.exp()[self.teacher_of]
+
+    @torch.no_grad()
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V_t(s) = min_j Q_t,j(s, a) - alpha_t log pi_t(a|s), a ~ pi_t(s); (K, B)."""
+        mean, log_std = self.policy(obs)
+        act, log_prob = squashed_sample(mean, log_std, self.gen)
+        return self.q(obs, act).min(dim=1).values - self.alpha()[:, None] * log_prob
+
+
+def policy_loss(name: str, t_mean, t_log_std, s_mean, s_log_std, generator: torch.Generator) -> torch.Tensor:
+    """The per-state loss l(pi_t(s), pi_k(s)) named ``name`` (see the module docstring); (K, B)."""
+    if name == "none":
+        return torch.zeros(s_mean.shape[:-1], device=s_mean.device)
+    if name == "kl":
+        return gaussian_kl(t_mean, t_log_std, s_mean, s_log_std)
+    if name == "hx":
+        with torch.no_grad():
+            _, t_log_prob = squashed_sample(t_mean, t_log_std, generator)
+        return gaussian_kl(t_mean, t_log_std, s_mean, s_log_std) - t_log_prob
+    if name == "reverse-kl":
+        return gaussian_kl(s_mean, s_log_std, t_mean, t_log_std)
+    if name == "reverse-hx":
+        noise = torch.randn(s_mean.shape, device=s_mean.device, generator=generator)
+        u = s_mean + torch.exp(s_log_std) * noise  # a = tanh(u), so atanh(a) = u exactly
+        return -(gaussian_log_prob(u, t_mean, t_log_std) - tanh_log_det(u))
+    if name == "mse-logits":
+        return 0.5 * ((s_mean - t_mean).square().sum(-1) + (s_log_std - t_log_std).square().sum(-1))
+    if name == "nll-argmax":
+        return -(gaussian_log_prob(t_mean, s_mean, s_log_std) - tanh_log_det(t_mean))
+    raise ValueError(f"unknown loss {name!r}; valid: {', '.join(SUPPORTED_COMPONENTS['loss'])}")
+
+
+def piekd_losses(ens: Ensemble, teacher: Teacher, batch: Batch, weight: torch.Tensor):
+    """PIEKD Eqs. 1-2: (policy KL loss, critic L2 loss), each summed over members with ``weight``."""
+    t_mean, t_log_std = teacher.policy(batch.obs)
+    s_mean, s_log_std = ens.policy(batch.obs)
+    actor_loss = (weight * gaussian_kl(t_mean, t_log_std, s_mean, s_log_std).mean(-1)).sum()
+    critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), teacher.q(batch.obs, batch.act), weight)
+    return actor_loss, critic_loss
+
+
+def _gate(rule, teacher: Teacher, ens: Ensemble, obs, generator, dpd: dict) -> torch.Tensor | float:
+    if rule.gate == "none":
+        return 1.0
+    with torch.no_grad():
+        xi = teacher.value(obs) - soft_value(ens, obs, generator)  # teacher (peer) minus self
+        if rule.gate == "value" or dpd.get("weight", "exp") == "indicator":
+            return (xi > 0).float()
+        w = torch.exp(dpd.get("alpha", 1.0) * xi).clamp(max=dpd.get("clip", 10.0))
+        return w / w.mean(-1, keepdim=True).clamp_min(1e-8)
+
+
+def _rule_reward(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator) -> torch.Tensor | float:
+    """rhat(s, a, s') of the rule (no gradient); see the module docstring."""
+    if rule.reward == "none":
+        return 0.0
+    with torch.no_grad():
+        alive = 1.0 - batch.terminated
+        if rule.reward == "log-teacher":
+            t_mean, t_log_std = teacher.policy(batch.obs)
+            return squashed_log_prob(batch.act, t_mean, t_log_std)
+        if rule.reward == "neg-next-loss":
+            t_mean, t_log_std = teacher.policy(batch.next_obs)
+            s_mean, s_log_std = ens.policy(batch.next_obs)
+            return -alive * policy_loss(rule.loss if rule.loss != "none" else "hx", t_mean, t_log_std, s_mean, s_log_std, generator)
+        if rule.reward == "log-teacher-next":
+            s_mean, s_log_std = ens.policy(batch.next_obs)
+            next_act, _ = squashed_sample(s_mean, s_log_std, generator)
+            t_mean, t_log_std = teacher.policy(batch.next_obs)
+            return alive * squashed_log_prob(next_act, t_mean, t_log_std)
+        if rule.reward == "teacher-v-shaping":
+            return gamma * alive * teacher.value(batch.next_obs) - teacher.value(batch.obs)
+    raise ValueError(f"unknown reward {rule.reward!r}; valid: {', '.join(SUPPORTED_COMPONENTS['reward'])}")
+
+
+def rule_critic_target(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator) -> torch.Tensor:
+    """y = c_env r + rhat + gamma (1 - term) B(s') (module docstring); (K, B), no gradient."""
+    with torch.no_grad():
+        c_env = 1.0 if (rule.env_reward or rule.score != "return") else 0.0
+        if rule.score == "return":
+            boot = soft_value(ens, batch.next_obs, generator, target=True)
+        else:
+            boot = teacher.value(batch.next_obs) if rule.score == "td-teacher-v" else torch.zeros_like(batch.rew)
+            if rule.env_reward:  # "+r" on a td score: average with the student's own SAC bootstrap
+                boot = 0.5 * (boot + soft_value(ens, batch.next_obs, generator, target=True))
+        rhat = _rule_reward(rule, teacher, ens, batch, gamma, generator)
+        return c_env * batch.rew + rhat + gamma * (1.0 - batch.terminated) * boot
+
+
+def rule_uses_return(rule) -> bool:
+    """[rl]: whether the student's critic carries a return (env reward, a td score or a rule reward)."""
+    return rule.env_reward or rule.score != "return" or rule.reward != "none"
+
+
+def rule_losses(rule, ens: Ensemble, teacher: Teacher, batch: Batch, weight: torch.Tensor, gamma: float,
+                generator: torch.Generator, dpd: dict | None = None, critic_fallback: bool = False):
+    """(critic loss or None, a function computing (actor loss, log pi) after the critic step).
+
+    The actor loss is computed after the critic's optimizer step, as in SAC, so the returned closure
+    must be called then.
+    """
+    dpd = dpd or {}
+    uses_return = rule_uses_return(rule)
+    critic_loss = None
+    if uses_return:
+        target = rule_critic_target(rule, teacher, ens, batch, gamma, generator)
+        critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), target, weight)
+    elif critic_fallback:
+        from deep.sac import sac_critic_target
+
+        critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), sac_critic_target(ens, batch, gamma, generator), weight)
+
+    def actor_loss():
+        per_state = 0.0
+        log_prob = None
+        if uses_return:
+            per_state, log_prob = sac_actor_terms(ens, batch.obs, generator)
+        if rule.loss != "none":
+            t_mean, t_log_std = teacher.policy(batch.obs)
+            s_mean, s_log_std = ens.policy(batch.obs)
+            gate = _gate(rule, teacher, ens, batch.obs, generator, dpd)
+            per_state = per_state + gate * policy_loss(rule.loss, t_mean, t_log_std, s_mean, s_log_std, generator)
+        if isinstance(per_state, float):  # a rule with neither a return nor a loss: nothing to learn
+            return None, log_prob
+        return (weight * per_state.mean(-1)).sum(), log_prob
+
+    return critic_loss, actor_loss
+
+
+def control_index_sets(rule, buffer: ReplayBuffer, students: list[int], teacher_actor: int) -> dict[int, torch.Tensor]:
+    """For each student, the replay indices its losses are evaluated on (control component).
+
+    PIEKD's step (``rule=None``) uses the whole buffer. A set that would be empty falls back to the
+    whole buffer (e.g. at the first phase, when only warm-up data exist).
+    """
+    everything = torch.arange(buffer.size, device=buffer.device)
+    sets = {}
+    for k in students:
+        if rule is None:
+            sets[k] = everything
+            continue
+        idx = buffer.indices_of_actor(teacher_actor if rule.control == "teacher" else k)
+        sets[k] = idx if idx.numel() else everything
+    return sets
+
+
+def _phase_batches(sets: dict[int, torch.Tensor], k: int, mode: str, n_batches: int, epochs: int, batch_size: int,
+                   generator: torch.Generator):
+    """(K, B) index tensors: N random batches ("sampled"), or contiguous blocks over each student's set
+    for ``epochs`` epochs ("faithful", the public PIEKD code: in order, 256 at a time)."""
+    any_set = next(iter(sets.values()))
+    rows = [sets.get(m, any_set) for m in range(k)]
+    if mode == "sampled":
+        for _ in range(n_batches):
+            yield torch.stack([r[torch.randint(0, r.numel(), (batch_size,), device=r.device, generator=generator)] for r in rows])
+        return
+    longest = max(r.numel() for r in rows)
+    offsets = torch.arange(batch_size, device=any_set.device)
+    for _ in range(epochs):
+        for start in range(0, longest, batch_size):
+            yield torch.stack([r[(start + offsets) % r.numel()] for r in rows])
+
+
+def phase_batch_count(mode: str, n_batches: int, epochs: int, batch_size: int, size: int) -> int:
+    """How many minibatches a phase uses (the "extra" methods match it with SAC updates)."""
+    return n_batches if mode == "sampled" else epochs * math.ceil(size / batch_size)
+
+
+def distill_phase(ens: Ensemble, teacher: Teacher, rule, buffer: ReplayBuffer, students: list[int], teacher_actor: int,
+                  *, mode: str, n_batches: int, epochs: int, batch_size: int, lr: float, gamma: float, tau: float,
+                  generator: torch.Generator, dpd: dict | None = None) -> list[dict[str, torch.Tensor]]:
+    """One distillation phase from ``teacher`` into ``students`` with fresh Adam optimizers (lr ``lr``,
+    as the public PIEKD code). ``rule=None``: PIEKD's step; otherwise the rule's SAC update."""
+    weight = torch.zeros(ens.k, device=buffer.device)
+    weight[students] = 1.0
+    actor_opt = make_adam(ens.actor_parameters(), lr)
+    critic_opt = make_adam(ens.critic_parameters(), lr)
+    sets = control_index_sets(rule, buffer, students, teacher_actor)
+    losses = []
+    for idx in _phase_batches(sets, ens.k, mode, n_batches, epochs, batch_size, generator):
+        batch = buffer.gather(idx)
+        if rule is None:
+            actor_loss, critic_loss = piekd_losses(ens, teacher, batch, weight)
+            critic_opt.zero_grad(set_to_none=True)
+            actor_opt.zero_grad(set_to_none=True)
+            (actor_loss + critic_loss).backward()  # disjoint parameters: one backward serves both
+            critic_opt.step()
+            actor_opt.step()
+        else:
+            critic_loss, actor_fn = rule_losses(rule, ens, teacher, batch, weight, gamma, generator, dpd)
+            if critic_loss is not None:
+                critic_opt.zero_grad(set_to_none=True)
+                critic_loss.backward()
+                critic_opt.step()
+            actor_loss, _ = actor_fn()
+            if actor_loss is not None:
+                actor_opt.zero_grad(set_to_none=True)
+                actor_loss.backward()
+                actor_opt.step()
+        if critic_loss is not None:
+            ens.soft_update_targets(tau)
+        losses.append({k: v.detach() for k, v in (("distill_actor", actor_loss), ("distill_critic", critic_loss)) if v is not None})
+    return losses
+
+
+@torch.no_grad()
+def hardcopy(ens: Ensemble, optimizers: dict[str, torch.optim.Optimizer], teacher: int, students: list[int]) -> None:
+    """PIEKD (hardcopy), Sec. 5.3: copy the teacher's networks, temperature and Adam moments into students."""
+    gi_t, row_t = ens.locate(teacher)
+    for s in students:
+        gi_s, row_s = ens.locate(s)
+        if gi_s != gi_t:
+            raise ValueError(f"hardcopy needs equal widths; members {teacher} and {s} differ")
+        g = ens.groups[gi_t]
+        for net, per in ((g.actor, 1), (g.critic, 2), (g.target_critic, 2)):
+            src = slice(per * row_t, per * row_t + per)
+            dst = slice(per * row_s, per * row_s + per)
+            for p in net.parameters():
+                p.data[dst] = p.data[src]
+                for opt in optimizers.values():
+                    for key, val in opt.state.get(p, {}).items():
+                        if torch.is_tensor(val) and val.dim() > 0 and val.shape == p.shape:
+                            val[dst] = val[src]
+        ens.log_alpha.data[s] = ens.log_alpha.data[teacher]
+        state = optimizers["alpha"].state.get(ens.log_alpha, {})
+        for key, val in state.items():
+            if torch.is_tensor(val) and val.dim() > 0:
+                val[s] = val[teacher]

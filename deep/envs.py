@@ -1,0 +1,88 @@
+"""Environments: gymnasium MuJoCo v5 and Pendulum-v1, stepped one at a time with explicit resets.
+
+Why single environments and manual resets: gymnasium 1.x vector environments autoreset *on the step after*
+an episode ends (the returned observation of that step belongs to the new episode), which makes it easy
+to store a wrong transition. Stepping one environment and resetting it ourselves keeps the transition
+(s, a, r, s', terminated) exact: ``s'`` is always the true next state.
+
+Termination vs truncation: ``terminated`` (the MDP reached a terminal state, e.g. Hopper fell) stops the
+bootstrap, ``y = r``; ``truncated`` (the time limit) does not, ``y = r + gamma V(s')`` (Pardo et al.,
+2018). Only ``terminated`` goes into the replay buffer.
+
+Actions: the policy acts in [-1, 1]^|A| (tanh); :func:`to_env_action` maps to the Box bounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["SUPPORTED_ENVS", "check_env_id", "make_env", "to_env_action", "env_dims", "evaluate_policies"]
+
+SUPPORTED_ENVS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5", "Swimmer-v5", "Pendulum-v1")
+
+
+def check_env_id(env_id: str) -> None:
+    """ValueError unless ``env_id`` is a registered gymnasium environment with continuous (Box) actions."""
+    import gymnasium as gym
+
+    if env_id not in gym.envs.registry:
+        raise ValueError(f"unknown env {env_id!r}; supported: {', '.join(SUPPORTED_ENVS)} "
+                         "(any registered gymnasium env with Box actions also works)")
+
+
+def make_env(env_id: str):
+    """One gymnasium environment; checks that its actions are continuous and its observations flat."""
+    import gymnasium as gym
+
+    check_env_id(env_id)
+    env = gym.make(env_id)
+    if not isinstance(env.action_space, gym.spaces.Box) or not isinstance(env.observation_space, gym.spaces.Box):
+        env.close()
+        raise ValueError(f"env {env_id!r} needs Box observations and actions for SAC; got "
+                         f"{env.observation_space} and {env.action_space}")
+    return env
+
+
+def env_dims(env) -> tuple[int, int]:
+    """(observation size, action size)."""
+    return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+
+
+def to_env_action(action: np.ndarray, space) -> np.ndarray:
+    """Affine map from the policy's [-1, 1] to the Box ``[low, high]``."""
+    low, high = space.low, space.high
+    return (low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (high - low)).astype(space.dtype)
+
+
+def evaluate_policies(act_fn, env_id: str, n_members: int, episodes: int, seed: int) -> np.ndarray:
+    """Undiscounted returns of deterministic episodes, shape (n_members, episodes).
+
+    All ``n_members * episodes`` episodes run in lockstep so that each step is ONE batched forward pass of
+    the ensemble: ``act_fn(obs)`` maps observations (n_members, episodes, obs) to actions in [-1, 1] of
+    shape (n_members, episodes, |A|). Episode ``e`` of every member starts from the same seed
+    ``seed + e``, so members are compared on the same initial states.
+    """
+    envs = [[make_env(env_id) for _ in range(episodes)] for _ in range(n_members)]
+    obs_dim, act_dim = env_dims(envs[0][0])
+    obs = np.zeros((n_members, episodes, obs_dim), dtype=np.float32)
+    for m in range(n_members):
+        for e in range(episodes):
+            obs[m, e] = envs[m][e].reset(seed=seed + e)[0].reshape(-1)
+    returns = np.zeros((n_members, episodes))
+    running = np.ones((n_members, episodes), dtype=bool)
+    while running.any():
+        actions = act_fn(obs)
+        for m in range(n_members):
+            for e in range(episodes):
+                if not running[m, e]:
+                    continue
+                env = envs[m][e]
+                o, r, term, trunc, _ = env.step(to_env_action(actions[m, e], env.action_space))
+                returns[m, e] += float(r)
+                obs[m, e] = np.asarray(o, dtype=np.float32).reshape(-1)
+                if term or trunc:
+                    running[m, e] = False
+    for row in envs:
+        for env in row:
+            env.close()
+    return returns
