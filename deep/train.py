@@ -368,4 +368,5 @@ def run_cell(cell: dict) -> pd.DataFrame:
     from deep.config import with_overrides
 
     cfg = with_overrides(TrainConfig(progress=False), **cell)
-    return train(cfg, resume=cfg.out is not None)["eval"]
+    table = train(cfg, resume=cfg.out is not None)["eval"]
+    return table.drop(columns=[c for c in cell if c in table.columns])  # the runner adds the cell's own columns

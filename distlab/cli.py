@@ -62,6 +62,7 @@ def list_rules():
 
 
 # ---- commands of other modules register here, one line each ----------------------------------------
+from deep.cli import register as _register_deep; _register_deep(app)  # noqa: E402,E702  train, sweep
 from distlab.studies.cli import register as _register_studies; _register_studies(app)  # noqa: E402,E702
 
 
