@@ -51,7 +51,7 @@ def plot(table):
     ax_phase.set_xlabel("pi_theta(R | s_L) = pi_theta(R | s_R)  (tied)")
     ax_phase.set_ylabel("pi_theta(R | start)")
     ax_phase.set_title("policy trajectory (o start, square end)", loc="left", fontsize=9)
-    ax_phase.legend(fontsize=7, loc="center", bbox_to_anchor=(0.45, 0.45))
+    ax_phase.legend(fontsize=7, loc="center", bbox_to_anchor=(0.4, 0.62))
     lr = table["lr"].iloc[0] if "lr" in table else float("nan")
     fig.suptitle(f"Fig. 2 counterexample: sigmoid student sharing s_L/s_R, true expected returns, learning rate {lr:g}", fontsize=10)
     return fig

@@ -57,7 +57,7 @@ def steps_to_recover(table: pd.DataFrame, fraction: float = 0.95) -> pd.DataFram
 def plot(table: pd.DataFrame):
     temps = sorted(table["temperature"].unique())
     fig = plt.figure(figsize=(17, 3.0 * len(temps) + 1.2))
-    grid = fig.add_gridspec(len(temps), 6, width_ratios=[1, 1, 1, 1, 0.15, 1.2], wspace=0.45, hspace=0.35,
+    grid = fig.add_gridspec(len(temps), 6, width_ratios=[1, 1, 1, 1, 0.15, 1.2], wspace=0.6, hspace=0.35,
                             top=1.0 - 0.9 / (3.0 * len(temps) + 1.2))
     for i, temp in enumerate(temps):
         sub = table[table["temperature"] == temp]
@@ -68,7 +68,7 @@ def plot(table: pd.DataFrame):
             if col == "start_value":
                 ax.axhline(sub["teacher_return"].mean(), color="k", ls="--", lw=1, label="teacher's return")
             else:
-                ax.set_yscale("symlog", linthresh=0.1)
+                ax.set_yscale("log")
             first = float(np.sort(sub["step"].unique())[1])  # the first recorded step after 0
             ax.set_xscale("symlog", linthresh=first, linscale=0.3)
             ax.set_xlim(0, float(sub["step"].max()))

@@ -58,7 +58,18 @@ def control_numbers(t: pd.DataFrame) -> str:
             row[f"ratio to student ({frac:.0%}): teacher, uniform"] = ", ".join(
                 f"{hits[(frac, c)] / s:.1f}x" if s > 0 and not np.isnan(hits[(frac, c)]) else "n/a" for c in ("teacher", "uniform"))
         rows.append(row)
-    return _markdown(pd.DataFrame(rows))
+    out = _markdown(pd.DataFrame(rows))
+    from figures.fig3_control import areas
+
+    a = areas(t).groupby(["temperature", "control"])[["return_gap_area", "kl_area"]].mean()
+    ratios = []
+    for temp in sorted(t["temperature"].unique()):
+        r = dict(temperature=temp)
+        for ref in ("teacher", "uniform"):
+            for metric in ("return_gap_area", "kl_area"):
+                r[f"{ref}/student {metric}"] = f"{a.loc[(temp, ref), metric] / a.loc[(temp, 'student'), metric]:.2f}"
+        ratios.append(r)
+    return out + "\n\nRatios of MDP-mean areas under the curves (Fig. 3 right):\n\n" + _markdown(pd.DataFrame(ratios))
 
 
 def final_rows(t: pd.DataFrame, by: list[str], value: str = "start_value", unit: str = "mdp", x: str = "step") -> pd.DataFrame:
