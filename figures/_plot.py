@@ -81,11 +81,11 @@ def band_note() -> str:
 
 
 def save(fig, out: str | Path, stem: str) -> list[Path]:
-    """Write ``out/stem.png`` (150 dpi) and ``out/stem.pdf``; return both paths."""
+    """Write ``out/stem.png`` (120 dpi) and ``out/stem.pdf``; return both paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[0], dpi=120, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
     plt.close(fig)
     return paths
