@@ -1,0 +1,27 @@
+"""The `distlab train` / `distlab sweep` commands: argument errors before work, and a tiny sweep."""
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from distlab.cli import app
+
+TINY = ["--set", "sac.width=8", "--set", "sac.batch_size=8", "--set", "sac.warmup_steps=300", "--set", "progress=false"]
+
+
+def test_train_rejects_bad_arguments_with_the_valid_choices(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--env", "Pendulum-v1", "--method", "dpd", "--k", "3", "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "k must be 2" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_sweep_runs_methods_x_seeds_and_resumes(tmp_path):
+    args = ["sweep", "tiny", "--envs", "Pendulum-v1", "--methods", "sac,ensemble-sac", "--seeds", "0", "--steps", "400",
+            "--eval-every", "400", "--out", str(tmp_path), "--workers", "1", "--set", "eval_episodes=1", *TINY]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "tiny" / "results.parquet")
+    assert sorted(table.method.unique()) == ["ensemble-sac", "sac"]
+    assert table.groupby("method").size().to_dict() == {"ensemble-sac": 3, "sac": 1}  # one row per member
+    again = CliRunner().invoke(app, args)  # every cell finished: nothing reruns, same table
+    assert again.exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "tiny" / "results.parquet"), table)
