@@ -21,7 +21,10 @@ BANDIT_STYLE = {"random": ("tab:gray", "random"), "epsilon-greedy": ("tab:blue",
 
 
 def plot(table):
-    table = table.assign(expert_chosen=(table["arm_noise"] == 0).astype(float))
+    table = table.sort_values(["bandit", "mdp", "round"]).assign(expert_chosen=(table["arm_noise"] == 0).astype(float))
+    # per MDP, the share of the last 10 rounds that picked a noise-free teacher (a single pick is 0 or 1)
+    window = min(10, int(table["round"].max()))
+    table["expert_chosen"] = table.groupby(["bandit", "mdp"])["expert_chosen"].transform(lambda x: x.rolling(window, min_periods=1).mean())
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for bandit, (color, label) in BANDIT_STYLE.items():
         g = table[table["bandit"] == bandit]
@@ -33,7 +36,7 @@ def plot(table):
     axes[1].axhline(table["best_teacher_return"].mean(), color="k", ls="--", lw=1, label="best teacher's return")
     axes[0].set_ylabel("cumulative pseudo-regret\n(sum of return gaps to the best teacher)")
     axes[1].set_ylabel("student's return (expected, start state)")
-    axes[2].set_ylabel("fraction of MDPs choosing\na noise-free teacher")
+    axes[2].set_ylabel(f"share of the last {window} rounds\nthat chose a noise-free teacher")
     axes[0].set_xlabel("round")
     axes[1].set_xlabel("distillation steps (episodes)")
     axes[2].set_xlabel("round")
