@@ -105,7 +105,7 @@ def _run_local(pending, run_cell, config, workers, bar):
             bar.update(1)
         return
     import multiprocessing as mp
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, _default_workers() // workers)
     # forkserver/spawn: a forked child would inherit numba's running thread pool, which is not fork-safe.
@@ -113,7 +113,9 @@ def _run_local(pending, run_cell, config, workers, bar):
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_limit_threads, initargs=(threads,)) as pool:
         futures = {pool.submit(_run_one, run_cell, cell, path, config, threads) for cell, path in pending}
         while futures:
-            done, futures = wait(futures, return_when=FIRST_EXCEPTION)
+            # FIRST_COMPLETED, not FIRST_EXCEPTION: the latter only returns when every cell is done,
+            # which froze the progress bar until the end of the run.
+            done, futures = wait(futures, return_when=FIRST_COMPLETED)
             for future in done:
                 future.result()  # re-raise a failed cell's exception here; finished cells stay on disk
                 bar.update(1)
