@@ -30,9 +30,14 @@ RULE_STYLE = {
 def plot(table):
     counts = sorted(table["n_actions"].unique())
     rules = [r for r in RULE_STYLE if r in set(table["rule"])]
-    ncol = len(counts) + 1
-    fig, axes = plt.subplots(1, ncol, figsize=(3.1 * ncol, 3.4), squeeze=False)
-    axes = axes[0]
+    n_panels = len(counts) + 1
+    ncol = min(4, n_panels)
+    nrow = -(-n_panels // ncol)
+    fig, grid = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False)
+    axes = list(grid.ravel())
+    for ax in axes[n_panels:]:
+        ax.remove()
+    axes = axes[:n_panels]
     finals = {r: [] for r in rules}
     for ax, A in zip(axes, counts):
         sub = table[table["n_actions"] == A]
@@ -46,7 +51,8 @@ def plot(table):
         ax.set_title(f"|A| = {A}  ({sub['mdp'].nunique()} MDPs)", fontsize=9)
         ax.set_xlabel("optimisation steps (episodes)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("student's return (expected, start state)")
+    for ax in axes[:-1:ncol]:
+        ax.set_ylabel("student's return (expected, start state)")
     ax = axes[-1]
     for rule in rules:
         color, label = RULE_STYLE[rule]
@@ -60,9 +66,9 @@ def plot(table):
     ax.set_title("end of training", fontsize=9)
     ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.08))
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.06 / nrow))
     lr = table["lr"].iloc[0]
-    fig.suptitle(f"Distilling an epsilon-greedy (0.1) optimal teacher with |A| actions, learning rate {lr:g} ({_plot.band_note()})", fontsize=10)
+    fig.suptitle(f"Distilling an epsilon-greedy (0.1) optimal teacher with |A| actions, learning rate {lr:g}\n({_plot.band_note()}; where the entropy-regularised curve is not visible it lies under the expected-entropy one)", fontsize=10)
     fig.tight_layout()
     return fig
 
