@@ -38,8 +38,11 @@ def plot(table):
     axes[0].set_ylabel("student's return (expected, start state)")
     axes[1].set_ylabel("KL(teacher || student) along the\nstudent's trajectories (nats per episode)")
     axes[1].set_yscale("log")
+    first = float(sorted(table["step"].unique())[1])  # the first recorded step after 0
     for ax in axes:
-        ax.set_xlabel("optimisation steps (episodes)")
+        ax.set_xscale("symlog", linthresh=first, linscale=0.3)
+        ax.set_xlim(0, float(table["step"].max()))
+        ax.set_xlabel("optimisation steps (episodes; linear to the first record, then logarithmic)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Exploration of the student during on-policy distillation ({table['mdp'].nunique()} gridworlds; {_plot.band_note()})", fontsize=10)
