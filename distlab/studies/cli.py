@@ -44,13 +44,15 @@ def register(app: typer.Typer) -> None:
     def figure(
         name: Annotated[str, typer.Argument(help="a study name (its figure) or 'all'")],
         results: Annotated[Path, typer.Option(help="results root written by `distlab study`")] = Path("results"),
-        out: Annotated[Path, typer.Option(help="where the PNG and PDF go")] = Path("figures/out"),
+        out: Annotated[Path | None, typer.Option(help="where the PNG and PDF go (default: RESULTS/figures)")] = None,
         workers: Annotated[int | None, typer.Option(help="workers for the quick study run when no results exist")] = None,
     ):
         """Draw a study's figure from its results (full if present, else quick; runs the quick study if neither)."""
         from distlab import studies
         from figures._plot import draw
 
+        # Default under the results root: drawing never overwrites the figures committed in figures/out/.
+        out = results / "figures" if out is None else out
         names = studies.names() if name == "all" else [name]
         for n in names:
             if n not in studies.STUDIES:
