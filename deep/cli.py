@@ -39,7 +39,7 @@ def _config(env, method, k, steps, seed, device, out, rule, election, teacher, e
                   checkpoint_every=checkpoint_every, distill_mode=distill_mode, distill_batches=distill_batches,
                   compile=compile_mode, progress=progress,
                   widths=None if widths is None else tuple(int(w) for w in widths.split(",")))
-    return with_overrides(TrainConfig(), **fields, **sets)
+    return with_overrides(TrainConfig(), **{**fields, **sets})  # --set wins over the named options
 
 
 def register(app: typer.Typer) -> None:
