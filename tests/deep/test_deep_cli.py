@@ -25,3 +25,13 @@ def test_sweep_runs_methods_x_seeds_and_resumes(tmp_path):
     again = CliRunner().invoke(app, args)  # every cell finished: nothing reruns, same table
     assert again.exit_code == 0
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "tiny" / "results.parquet"), table)
+
+
+def test_train_set_overrides_named_options(tmp_path):
+    # --set progress=false and --set eval_episodes=1 override the named options' defaults without clashing
+    args = ["train", "--env", "Pendulum-v1", "--method", "sac", "--steps", "400", "--eval-every", "400",
+            "--set", "eval_episodes=1", "--out", str(tmp_path), *TINY]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "step 400: best member" in result.output
+    assert pd.read_parquet(tmp_path / "eval.parquet").episodes.tolist() == [1]
