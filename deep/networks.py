@@ -24,6 +24,10 @@ from torch import nn
 __all__ = ["EnsembleLinear", "EnsembleMLP", "Ensemble"]
 
 
+def _contiguous(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous()
+
+
 class EnsembleLinear(nn.Module):
     """K independent affine maps applied in one ``baddbmm``: y[k] = x[k] @ W[k] + b[k]."""
 
@@ -38,7 +42,11 @@ class EnsembleLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight.shape[-1] < 32:
             # narrow outputs (Q-values, Gaussian parameters): CPU bmm with a tiny last dimension is slow
-            # (~4x here); the transposed product computes the same numbers with the wide axis last
+            # (~4x here); the transposed product computes the same numbers with the wide axis last.
+            # Its gradient wrt x arrives transposed (strided), and the ReLU backward of the layer below
+            # is ~15x slower on strided memory than a copy to contiguous costs: make it contiguous.
+            if x.requires_grad:
+                x.register_hook(_contiguous)
             return torch.baddbmm(self.bias.transpose(1, 2), self.weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
         return torch.baddbmm(self.bias, x, self.weight)
 
