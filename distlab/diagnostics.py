@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from distlab import rules
 from distlab import student as st
-from distlab.expected import _solve, expected_update, resolve_rule, update_terms
+from distlab.expected import _solve, expected_update, update_terms
 from mdps import TabularMDP
 
 __all__ = ["rule_objective", "jacobian", "asymmetry", "objective_gradient", "gradient_gap"]
@@ -41,7 +42,7 @@ __all__ = ["rule_objective", "jacobian", "asymmetry", "objective_gradient", "gra
 def rule_objective(mdp: TabularMDP, rule, theta, teacher, *, fixed_weight=None, **options) -> float:
     """The candidate objective ``J(theta)`` of ``rule`` (module docstring); ``fixed_weight`` (S,)
     overrides the gate * mask loss weight (default: evaluated at this ``theta``)."""
-    rule = resolve_rule(rule, options.pop("loss", None), options.pop("control", None))
+    rule = rules.resolve(rule, loss=options.pop("loss", None), control=options.pop("control", None))
     terms = update_terms(mdp, rule, theta, teacher, fixed_weight=fixed_weight, **options)
     S, A = mdp.n_states, mdp.n_actions
     cost = np.zeros((S, A))

@@ -53,7 +53,7 @@ Choices made here, where Eq. 1 leaves room:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -63,26 +63,10 @@ from distlab import student as st
 from distlab.exact import _evaluate_into, check_policy, evaluate
 from mdps import TabularMDP
 
-__all__ = ["expected_update", "expected_step_reward", "update_terms", "UpdateTerms", "resolve_rule", "run_exact", "DPD_WEIGHTS"]
-
-DPD_WEIGHTS = ("exp", "indicator")
+__all__ = ["expected_update", "expected_step_reward", "update_terms", "UpdateTerms", "run_exact"]
 
 
 # --------------------------------------------------------------------------------------- helpers
-def resolve_rule(rule, loss: str | None = None, control: str | None = None) -> rules.Rule:
-    """The rule (a name or a :class:`rules.Rule`) with its loss / control swapped when given."""
-    rule = rules.get(rule)
-    if loss is not None:
-        if loss not in rules.LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(rules.LOSSES)}")
-        rule = replace(rule, loss=loss)
-    if control is not None:
-        if control not in rules.CONTROLS:
-            raise ValueError(f"unknown control {control!r}; valid: {', '.join(rules.CONTROLS)}")
-        rule = replace(rule, control=control)
-    return rule
-
-
 def _expect_next(mdp: TabularMDP, f: np.ndarray) -> np.ndarray:
     """``(P f)(s, a) = sum_s' P(s'|s, a) f(s')`` (zero past the end of the episode), (S, A)."""
     return (mdp.next_prob * f[mdp.next_state]).sum(axis=-1)
@@ -159,14 +143,10 @@ def update_terms(
 ) -> UpdateTerms:
     """The pieces of :func:`expected_update` (see the module docstring). ``fixed_weight`` (S,)
     replaces the gate * mask weight (the diagnostics hold it fixed while differentiating)."""
-    rule = resolve_rule(rule, loss, control)
-    if exploration not in rules.EXPLORATIONS:
-        raise ValueError(f"unknown exploration {exploration!r}; valid: {', '.join(rules.EXPLORATIONS)}")
-    if exploration != "none" and rule.control not in ("student", "mixture"):
-        raise ValueError(f"exploration={exploration!r} changes the student's behaviour, but the control is {rule.control!r}; "
-                         "use control 'student' or 'mixture'")
-    if dpd_weight not in DPD_WEIGHTS:
-        raise ValueError(f"unknown dpd_weight {dpd_weight!r}; valid: {', '.join(DPD_WEIGHTS)}")
+    rule = rules.resolve(
+        rule, loss=loss, control=control, exploration=exploration, beta=beta, epsilon=epsilon, temperature=temperature,
+        teacher_temperature=teacher_temperature, dpd_weight=dpd_weight, dpd_alpha=dpd_alpha,
+    )
     S, A = mdp.n_states, mdp.n_actions
     theta = np.asarray(theta, dtype=np.float64)
     if theta.ndim != 2 or theta.shape[1] != A:
@@ -364,7 +344,7 @@ def run_exact(
         raise ValueError(f"record_every must be a positive integer; got {record_every!r}")
     if not np.isfinite(lr):
         raise ValueError(f"lr must be finite; got {lr!r}")
-    rule_ = resolve_rule(rule, options.get("loss"), options.get("control"))
+    rule_ = rules.resolve(rule, loss=options.get("loss"), control=options.get("control"))
     teacher = check_policy(teacher, mdp.n_states, mdp.n_actions, "teacher")
     if theta0 is None:
         rows = mdp.n_states if alias is None else int(np.max(alias)) + 1

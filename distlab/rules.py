@@ -66,12 +66,15 @@ gate ``w(s)`` multiplying the loss:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 __all__ = [
     "Rule",
     "register",
     "get",
+    "resolve",
+    "DPD_WEIGHTS",
     "names",
     "base_names",
     "CONTROLS",
@@ -89,6 +92,7 @@ REWARDS = ("none", "log-teacher", "neg-next-loss", "log-teacher-next", "teacher-
 SCORES = ("return", "td-teacher-v", "td-v0")
 GATES = ("none", "value", "dpd")
 EXPLORATIONS = ("none", "greedy", "epsilon-greedy", "boltzmann")
+DPD_WEIGHTS = ("exp", "indicator")
 PLUS_R_SUFFIX = "+r"
 
 
@@ -180,6 +184,58 @@ def get(name: str | Rule) -> Rule:
         return _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown rule {name!r}; valid rules: {', '.join(names())}") from None
+
+
+def _check_choice(name: str, value, valid) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(str, valid))}")
+
+
+def resolve(
+    rule: str | Rule,
+    *,
+    loss: str | None = None,
+    control: str | None = None,
+    exploration: str = "none",
+    beta: float = 0.5,
+    epsilon: float = 0.1,
+    temperature: float = 1.0,
+    teacher_temperature: float = 1.0,
+    dpd_weight: str = "exp",
+    dpd_alpha: float = 1.0,
+) -> Rule:
+    """The rule with its loss / control swapped when given, after checking every option of an update.
+
+    The one place where the options shared by the exact and the sampled backends are validated (before
+    any work), so both reject the same inputs with the same messages.
+    """
+    from dataclasses import replace
+
+    rule = get(rule)
+    if loss is not None:
+        _check_choice("loss", loss, LOSSES)
+        rule = replace(rule, loss=loss)
+    if control is not None:
+        _check_choice("control", control, CONTROLS)
+        rule = replace(rule, control=control)
+    _check_choice("exploration", exploration, EXPLORATIONS)
+    if exploration != "none" and rule.control not in ("student", "mixture"):
+        raise ValueError(
+            f"exploration={exploration!r} changes the student's behaviour, but the control is {rule.control!r}; "
+            "use control 'student' or 'mixture'"
+        )
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta (the teacher's weight in the mixture control) must be in [0, 1]; got {beta!r}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1]; got {epsilon!r}")
+    if not temperature > 0.0:
+        raise ValueError(f"temperature (Boltzmann exploration) must be > 0; got {temperature!r}")
+    if not teacher_temperature > 0.0:
+        raise ValueError(f"teacher_temperature must be > 0; got {teacher_temperature!r}")
+    _check_choice("dpd_weight", dpd_weight, DPD_WEIGHTS)
+    if not math.isfinite(dpd_alpha):
+        raise ValueError(f"dpd_alpha must be finite; got {dpd_alpha!r}")
+    return rule
 
 
 def names() -> list[str]:

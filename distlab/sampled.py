@@ -59,7 +59,7 @@ from mdps import MDPBatch, TabularMDP
 __all__ = ["sampled_update", "train_sampled", "component_codes", "KERNEL_LOSSES", "METRICS", "DPD_WEIGHTS"]
 
 KERNEL_LOSSES = rules.LOSSES  # every loss of the registry is implemented in the kernels
-DPD_WEIGHTS = ("exp", "indicator")
+DPD_WEIGHTS = rules.DPD_WEIGHTS
 METRICS = (
     "start_value",  # mu0 @ V_theta
     "hx_teacher",  # E_z[sum_t Hx(pi(s_t) || pi_theta(s_t))] = visits_z @ Hx, z = teacher, student, uniform
@@ -779,49 +779,10 @@ def _seeds(seed, n: int) -> np.ndarray:
     return states
 
 
-def _check_choice(name: str, value, valid) -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(str, valid))}")
-
-
 def _positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or int(value) != value or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
-
-
-def _resolve(rule, loss, control, exploration, beta, epsilon, temperature, teacher_temperature, dpd_weight,
-             dpd_alpha) -> rules.Rule:
-    """The rule with its loss / control swapped, after checking every option (before any work)."""
-    rule = rules.get(rule)
-    if loss is not None:
-        _check_choice("loss", loss, KERNEL_LOSSES)
-        rule = _replace(rule, loss=loss)
-    if control is not None:
-        _check_choice("control", control, rules.CONTROLS)
-        rule = _replace(rule, control=control)
-    _check_choice("exploration", exploration, rules.EXPLORATIONS)
-    if exploration != "none" and rule.control not in ("student", "mixture"):
-        raise ValueError(f"exploration={exploration!r} changes the student's behaviour, but the control is "
-                         f"{rule.control!r}; use control 'student' or 'mixture'")
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta (the teacher's weight in the mixture control) must be in [0, 1]; got {beta!r}")
-    if not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"epsilon must be in [0, 1]; got {epsilon!r}")
-    if not temperature > 0.0:
-        raise ValueError(f"temperature (Boltzmann exploration) must be > 0; got {temperature!r}")
-    if not teacher_temperature > 0.0:
-        raise ValueError(f"teacher_temperature must be > 0; got {teacher_temperature!r}")
-    _check_choice("dpd_weight", dpd_weight, DPD_WEIGHTS)
-    if not np.isfinite(dpd_alpha):
-        raise ValueError(f"dpd_alpha must be finite; got {dpd_alpha!r}")
-    return rule
-
-
-def _replace(rule: rules.Rule, **changes) -> rules.Rule:
-    from dataclasses import replace
-
-    return replace(rule, **changes)
 
 
 def _alias_map(alias, n_states: int, rows: int) -> np.ndarray:
@@ -927,8 +888,10 @@ def sampled_update(
         chunks: independent seeded units of episodes: fixed, so the result is the same on any number
             of threads.
     """
-    rule = _resolve(rule, loss, control, exploration, beta, epsilon, temperature, teacher_temperature, dpd_weight,
-                    dpd_alpha)
+    rule = rules.resolve(
+        rule, loss=loss, control=control, exploration=exploration, beta=beta, epsilon=epsilon, temperature=temperature,
+        teacher_temperature=teacher_temperature, dpd_weight=dpd_weight, dpd_alpha=dpd_alpha,
+    )
     episodes = _positive_int("episodes", episodes)
     max_steps = _positive_int("max_steps", max_steps)
     chunks = min(_positive_int("chunks", chunks), episodes)
@@ -1050,8 +1013,10 @@ def train_sampled(
         a tidy DataFrame with columns ``mdp, step`` and ``METRICS`` (``attrs["transitions"]``: the
         number of sampled transitions), and the final logits when ``return_theta``.
     """
-    rule = _resolve(rule, loss, control, exploration, beta, epsilon, temperature, teacher_temperature, dpd_weight,
-                    dpd_alpha)
+    rule = rules.resolve(
+        rule, loss=loss, control=control, exploration=exploration, beta=beta, epsilon=epsilon, temperature=temperature,
+        teacher_temperature=teacher_temperature, dpd_weight=dpd_weight, dpd_alpha=dpd_alpha,
+    )
     if not isinstance(batch, MDPBatch):
         raise ValueError(f"batch must be an mdps.MDPBatch (see mdps.stack); got {type(batch).__name__}")
     steps = _positive_int("steps", steps, minimum=0)

@@ -65,3 +65,36 @@ def test_control_and_exploration_components_are_documented():
     doc = rules.__doc__
     for name in rules.CONTROLS + rules.EXPLORATIONS:
         assert f'"{name}"' in doc, name
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        dict(loss="l2"),
+        dict(control="expert"),
+        dict(exploration="curious"),
+        dict(control="teacher", exploration="greedy"),
+        dict(beta=1.5),
+        dict(epsilon=-0.1),
+        dict(temperature=0.0),
+        dict(teacher_temperature=-1.0),
+        dict(dpd_weight="softmax"),
+        dict(dpd_alpha=float("inf")),
+    ],
+)
+def test_exact_and_sampled_backends_reject_bad_options_alike(option):
+    """Both backends validate through rules.resolve: the same input gets the same message."""
+    import numpy as np
+
+    import mdps
+    from distlab.expected import expected_update
+    from distlab.sampled import sampled_update
+
+    mdp = mdps.garnet(4, 2, 2, seed=0)
+    theta, teacher = np.zeros((4, 2)), np.full((4, 2), 0.5)
+    with pytest.raises(ValueError) as exact_error:
+        expected_update(mdp, "on-policy", theta, teacher, **option)
+    with pytest.raises(ValueError) as sampled_error:
+        sampled_update(mdp, "on-policy", theta, teacher, episodes=10, seed=0, **option)
+    assert str(exact_error.value) == str(sampled_error.value)
+    assert str(exact_error.value) == str(pytest.raises(ValueError, rules.resolve, "on-policy", **option).value)
