@@ -56,8 +56,8 @@ def steps_to_recover(table: pd.DataFrame, fraction: float = 0.95) -> pd.DataFram
 
 def plot(table: pd.DataFrame):
     temps = sorted(table["temperature"].unique())
-    fig = plt.figure(figsize=(17, 3.0 * len(temps) + 1.2))
-    grid = fig.add_gridspec(len(temps), 6, width_ratios=[1, 1, 1, 1, 0.15, 1.2], wspace=0.6, hspace=0.35,
+    fig = plt.figure(figsize=(18.5, 3.0 * len(temps) + 1.2))
+    grid = fig.add_gridspec(len(temps), 6, width_ratios=[1, 1, 1, 1, 0.15, 1.2], wspace=0.85, hspace=0.35,
                             top=1.0 - 0.9 / (3.0 * len(temps) + 1.2))
     for i, temp in enumerate(temps):
         sub = table[table["temperature"] == temp]
