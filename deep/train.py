@@ -9,7 +9,7 @@ PIEKD, Alg. 1 (Hong et al.), on SAC:
             [rule with a frozen teacher, every-step schedule: the rule's update instead of SAC's]
             every I steps from distill_start:  elect a teacher t (R_k = mean of the last M returns, or a
                 bandit), then  distil  (piekd)  |  extra SAC updates (the *-extra baselines)  |  copy
-                (piekd-hardcopy)
+                (piekd-hardcopy); with `best`, skipped while a member has no training return since warm-up
             every eval_every steps: 20 deterministic episodes per member -> eval log
             every checkpoint_every steps: NaN/inf check, then an atomic checkpoint
         at the episode's end: append its return to R_{k_e}
@@ -224,6 +224,14 @@ class _Run:
             self.phase_log.append(dict(step=self.step, kind="extra", teacher=-1, batches=n))
             return
         performance = recent_performance(self.member_returns, cfg.perf_window)
+        if self.frozen is None and self.election.strategy == "best" and not np.isfinite(performance).all():
+            # "best" ranks the members by R_k; a member without a training episode since warm-up gives no
+            # evidence (R_k = -inf), and electing anyway would spread an untrained policy (at distill_start =
+            # the end of warm-up no member has one). Skip the phase, and say so in the log. (Random and
+            # bandit elections do not rank by R_k and run as scheduled.)
+            self.phase_log.append(dict(step=self.step, kind="skipped", teacher=-1, batches=0,
+                                       **{f"R_{m}": float(performance[m]) for m in range(cfg.k)}))
+            return
         if self.frozen is not None:
             teacher_id, source = TEACHER_ACTOR, self.frozen
             students = list(range(cfg.k))

@@ -46,6 +46,7 @@ def _check_run(tables, cfg_steps, k):
 @pytest.mark.parametrize("env", ["Pendulum-v1", "HalfCheetah-v5"])
 def test_every_method_runs(method, env):
     # 2000 env steps (10 Pendulum episodes, 2 HalfCheetah episodes), 400 gradient steps, 3 phases
+    # (with the "best" election they may all be skipped: see the test below, which runs them)
     cfg = tiny(env=env, method=method, steps=2000, **{"sac.warmup_steps": 1600, "distill_start": 1700, "distill_interval": 150})
     tables = train(cfg)
     k = METHODS[method].default_k
@@ -56,14 +57,34 @@ def test_every_method_runs(method, env):
     else:
         assert phases.step.tolist() == [1700, 1850, 2000]
     if method == "piekd-random-teacher":
-        assert set(phases.teacher) <= {0, 1, 2}
+        assert set(phases.teacher) <= {0, 1, 2} and (phases.kind != "skipped").all()
+
+
+@pytest.mark.parametrize("method", ["piekd", "piekd-hardcopy"])
+def test_best_election_waits_for_every_member_to_have_a_training_return(method):
+    """Electing by R_k before a member has an episode would spread an untrained policy: skipped instead."""
+    cfg = tiny(env="Pendulum-v1", method=method, k=2, steps=2000, **{"sac.warmup_steps": 1000, "distill_start": 1000, "distill_interval": 200})
+    tables = train(cfg)
+    phases = tables["phases"].set_index("step")
+    returns = tables["episodes"].query("actor >= 0")
+    for step, phase in phases.iterrows():
+        members_with_returns = set(returns[returns.step <= step].actor)
+        if members_with_returns == {0, 1}:
+            assert phase.kind == METHODS[method].periodic
+            assert phase.teacher == int(np.argmax([phase[f"R_{m}"] for m in range(2)]))
+        else:
+            assert phase.kind == "skipped" and phase.teacher == -1
+    assert (phases.kind == "skipped").any() and (phases.kind == METHODS[method].periodic).any()
 
 
 @pytest.mark.parametrize("rule", rules.names())
 def test_every_rule_runs_against_the_elected_member(rule):
-    tables = train(tiny(env="Pendulum-v1", method="piekd", rule=rule, k=2, steps=700, **{"sac.warmup_steps": 500, "distill_start": 550}))
+    # a random election: at step 550 no member has a training return yet, which "best" would wait for
+    tables = train(tiny(env="Pendulum-v1", method="piekd", rule=rule, k=2, steps=700, election="random",
+                        **{"sac.warmup_steps": 500, "distill_start": 550}))
     _check_run(tables, 700, 2)
     assert tables["phases"].step.tolist() == [550]
+    assert tables["phases"].kind.tolist() == ["distill"]
 
 
 @pytest.fixture(scope="module")
