@@ -106,7 +106,8 @@ def component_codes(rule: rules.Rule) -> np.ndarray:
 # ---------------------------------------------------------------------------- the student's caches
 @nb.njit(cache=True, inline="always")
 def _refresh_row(theta, r, probs):
-    """Recompute the cached softmax probabilities of row ``r``."""
+    """Recompute the cached softmax probabilities of row ``r``; return its log-normaliser
+    ``log sum_a exp theta[r, a]`` (so the log-softmax needs no second pass of exponentials)."""
     A = theta.shape[1]
     m = theta[r, 0]
     for a in range(1, A):
@@ -119,20 +120,14 @@ def _refresh_row(theta, r, probs):
     inv_total = 1.0 / total
     for a in range(A):
         probs[r, a] *= inv_total
+    return m + math.log(total)
 
 
 @nb.njit(cache=True, inline="always")
-def _refresh_logp(theta, r, logp):
-    """Recompute the cached log-softmax of row ``r`` (only for the losses and rewards that read it)."""
-    A = theta.shape[1]
-    m = theta[r, 0]
-    for a in range(1, A):
-        m = max(m, theta[r, a])
-    total = 0.0
-    for a in range(A):
-        total += math.exp(theta[r, a] - m)
-    log_total = m + math.log(total)
-    for a in range(A):
+def _refresh_row_and_logp(theta, r, probs, logp):
+    """:func:`_refresh_row` plus the cached log-softmax of row ``r`` (for the losses and rewards that read it)."""
+    log_total = _refresh_row(theta, r, probs)
+    for a in range(theta.shape[1]):
         logp[r, a] = theta[r, a] - log_total
 
 
@@ -190,12 +185,14 @@ def _behaviour_cdf_into(s, r, control, exploration, theta, probs, teacher, beta,
 def _refresh_rows(theta, rows_list, n_rows, row_ptr, row_states, control, exploration, teacher, beta, epsilon,
                   inv_temperature, need_logp, probs, logp, beh_cdf):
     """Refresh the caches of the listed rows and the control CDFs of their states (when q reads theta).
-    One pass per cache: a branch inside a loop that reads arrays costs numba reference counting."""
-    for j in range(n_rows):
-        _refresh_row(theta, rows_list[j], probs)
+    The branch on need_logp stays outside the loops: a branch inside a loop that reads arrays costs numba
+    reference counting."""
     if need_logp:
         for j in range(n_rows):
-            _refresh_logp(theta, rows_list[j], logp)
+            _refresh_row_and_logp(theta, rows_list[j], probs, logp)
+    else:
+        for j in range(n_rows):
+            _refresh_row(theta, rows_list[j], probs)
     if control == _C_STUDENT or control == _C_MIXTURE:
         for j in range(n_rows):
             r = rows_list[j]
@@ -242,8 +239,7 @@ def _sgd_step_own_rows(theta, g, scale, rows_list, n_rows, row_touched, probs, l
 def _init_student(theta, alias, control, exploration, teacher, beta, epsilon, inv_temperature, probs, logp,
                   beh_cdf):
     for r in range(theta.shape[0]):
-        _refresh_row(theta, r, probs)
-        _refresh_logp(theta, r, logp)
+        _refresh_row_and_logp(theta, r, probs, logp)
     for s in range(alias.shape[0]):
         _behaviour_cdf_into(s, alias[s], control, exploration, theta, probs, teacher, beta, epsilon,
                             inv_temperature, beh_cdf)
