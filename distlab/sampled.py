@@ -37,7 +37,7 @@ softmax per visited state and update. No allocation happens inside the loops; tr
 preallocated buffers of ``max_steps`` entries. Episodes are capped at ``max_steps`` transitions (a
 truncated episode is treated as ended there; a warning reports how many were).
 
-Determinism. ``prange`` loops run over independent units (MDPs of a batch, or fixed chunks of episodes);
+Determinism (the kit of :mod:`distlab.rollout`). ``prange`` loops run over independent units (MDPs of a batch, or fixed chunks of episodes);
 each unit owns a xoshiro256+ generator whose state is derived in Python from the user's seed
 (``numpy.random.SeedSequence``), so a result does not depend on the number of threads. (A generator
 per unit instead of reseeding numba's ``np.random``: its draws cost ~6 ns, a third of a transition.)
@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from distlab import exact, rules
+from distlab.rollout import continuation_cdf, draw, draw_next, generator_states, initial_state, uniform
 from distlab import student as st
 from mdps import MDPBatch, TabularMDP
 
@@ -254,20 +255,6 @@ def _needs_logp(loss, reward):
 
 # ---------------------------------------------------------------------------- per-MDP constant tables
 @nb.njit(cache=True)
-def _cumulative_last_axis(p):
-    """Cumulative sums over the last axis of an (S, A, K) table: the continuation CDF of each (s, a)."""
-    S, A, K = p.shape
-    out = np.empty((S, A, K))
-    for s in range(S):
-        for a in range(A):
-            acc = 0.0
-            for k in range(K):
-                acc += p[s, a, k]
-                out[s, a, k] = acc
-    return out
-
-
-@nb.njit(cache=True)
 def _target_tables(target):
     """Per-state constants of the distillation target: log (floored at ``LOG_FLOOR``), centred log,
     argmax (first of ties), entropy (0 log 0 = 0)."""
@@ -357,61 +344,6 @@ def _add_loss_gradient(loss, weight, s, r, target, log_t, centred_t, argmax_t, p
 
 
 # ---------------------------------------------------------------------------- one episode
-# xoshiro256+ (Blackman & Vigna, 2018): 4 words of state per prange unit, seeded from numpy's
-# SeedSequence. Two draws per transition make the generator a third of the cost of on-policy
-# distillation with np.random (~6 ns a draw here); this one costs ~1 ns and, being per unit, keeps the
-# results independent of the number of threads.
-_U11, _U17, _U45, _U64_45 = np.uint64(11), np.uint64(17), np.uint64(45), np.uint64(64 - 45)
-_TWO_M53 = 1.0 / 9007199254740992.0
-
-
-@nb.njit(cache=True, inline="always")
-def _uniform(rng):
-    """A uniform double in [0, 1) from the top 53 bits of xoshiro256+; advances ``rng`` (4 uint64)."""
-    s0, s1, s2, s3 = rng[0], rng[1], rng[2], rng[3]
-    result = s0 + s3
-    t = s1 << _U17
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    s3 = (s3 << _U45) | (s3 >> _U64_45)
-    rng[0], rng[1], rng[2], rng[3] = s0, s1, s2, s3
-    return float(result >> _U11) * _TWO_M53
-
-
-@nb.njit(cache=True, inline="always")
-def _draw(cdf, s, u):
-    """Index ``i`` with ``cdf[s, i-1] <= u < cdf[s, i]``, counted without branches."""
-    i = 0
-    for j in range(cdf.shape[1] - 1):
-        i += u >= cdf[s, j]
-    return i
-
-
-@nb.njit(cache=True, inline="always")
-def _draw_next(next_cdf, s, a, u):
-    """The slot ``k`` of the next state of (s, a) drawn with ``u``; ``K`` means the episode ends."""
-    k = 0
-    for j in range(next_cdf.shape[2]):
-        k += u >= next_cdf[s, a, j]
-    return k
-
-
-@nb.njit(cache=True, inline="always")
-def _initial_state(mu0_cdf, u):
-    """Binary search of the initial-state CDF (S can be large and mu0 a point mass)."""
-    lo, hi = 0, mu0_cdf.shape[0] - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if u < mu0_cdf[mid]:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
 @nb.njit(cache=True, inline="always")
 def _sample_episode(rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, weight, loss_w, touched,
                     touched_list, n_touched, states, actions):
@@ -419,10 +351,10 @@ def _sample_episode(rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, weig
     weight of each visit to ``loss_w`` and list the states visited for the first time.
     Returns ``(T, n_touched, truncated)``."""
     K = next_cdf.shape[2]
-    s = _initial_state(mu0_cdf, _uniform(rng))
+    s = initial_state(mu0_cdf, uniform(rng))
     T = 0
     while True:
-        a = _draw(beh_cdf, s, _uniform(rng))
+        a = draw(beh_cdf, s, uniform(rng))
         # list s on its first visit (branch-free: visits are random)
         touched_list[n_touched] = s
         n_touched += 1 - touched[s]
@@ -431,7 +363,7 @@ def _sample_episode(rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, weig
         states[T] = s
         actions[T] = a
         T += 1
-        k = _draw_next(next_cdf, s, a, _uniform(rng))
+        k = draw_next(next_cdf, s, a, uniform(rng))
         if k == K:
             return T, n_touched, False
         if T >= max_steps:
@@ -617,7 +549,7 @@ def _sampled_update_kernel(next_state, next_prob, R, mu0, alias, theta, teacher,
     S, A, K = next_prob.shape
     rows = theta.shape[0]
     control, loss, reward, score, env_reward = codes[0], codes[1], codes[2], codes[3], codes[5] != 0
-    next_cdf = _cumulative_last_axis(next_prob)
+    next_cdf = continuation_cdf(next_prob)
     mu0_cdf = np.cumsum(mu0)
     log_t, centred_t, argmax_t, entropy_t = _target_tables(target)
     probs = np.empty((rows, A))
@@ -671,7 +603,7 @@ def _train_one(next_state, next_prob, R, mu0, alias, row_ptr, row_states, theta,
     rows = theta.shape[0]
     control, loss, reward, score, gate = codes[0], codes[1], codes[2], codes[3], codes[4]
     env_reward = codes[5] != 0
-    next_cdf = _cumulative_last_axis(next_prob)
+    next_cdf = continuation_cdf(next_prob)
     mu0_cdf = np.cumsum(mu0)
     log_t, centred_t, argmax_t, entropy_t = _target_tables(target)
     teacher_entropy = _target_tables(teacher)[3]
@@ -766,15 +698,6 @@ def _train_batch(next_state, next_prob, R, mu0, alias, row_ptr, row_states, thet
 
 
 # ============================================================================================ API
-def _seeds(seed, n: int) -> np.ndarray:
-    """``n`` independent generator states (n, 4) uint64 derived from the user's seed, one per prange unit."""
-    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    states = np.random.SeedSequence(int(seed)).generate_state(4 * n, dtype=np.uint64).reshape(n, 4)
-    states[:, 0] |= np.uint64(1)  # xoshiro's state must not be all zero
-    return states
-
-
 def _positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or int(value) != value or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
@@ -914,7 +837,7 @@ def sampled_update(
     _sampled_update_kernel(
         mdp.next_state, mdp.next_prob, mdp.R, mdp.mu0, alias, theta, teacher, target, teacher_v, mask, weight,
         component_codes(rule), rules.EXPLORATIONS.index(exploration), float(beta), float(epsilon),
-        1.0 / float(temperature), max_steps, chunk_episodes, _seeds(seed, chunks), g_sum, g_sumsq, truncations)
+        1.0 / float(temperature), max_steps, chunk_episodes, generator_states(seed, chunks), g_sum, g_sumsq, truncations)
     _warn_truncations(int(truncations.sum()), episodes, max_steps)
     mean = g_sum.sum(axis=0) / episodes
     if episodes == 1:
@@ -1053,7 +976,7 @@ def train_sampled(
         batch.next_state, batch.next_prob, batch.R, batch.mu0, alias, row_ptr, row_states, theta, teachers, target,
         teacher_v, peer_v, mask, component_codes(rule), rules.EXPLORATIONS.index(exploration), float(beta),
         float(epsilon), 1.0 / float(temperature), dpd_weight == "exp", float(dpd_alpha), steps, float(lr),
-        episodes_per_step, value_every, max_steps, record_steps, metrics, _seeds(seed, B), transitions, truncations,
+        episodes_per_step, value_every, max_steps, record_steps, metrics, generator_states(seed, B), transitions, truncations,
         failures)
     _warn_truncations(int(truncations.sum()), B * steps * episodes_per_step, max_steps)
     if failures.any():
