@@ -1,0 +1,3 @@
+from distlab.cli import main
+
+main()
