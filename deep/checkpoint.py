@@ -1,11 +1,10 @@
-"""Checkpoints: one atomic ``checkpoint.pt`` per run directory, and frozen teachers read from them.
+"""Checkpoint files: written atomically, read with one clear error for a damaged file.
 
-A checkpoint holds everything needed to continue a run to the same step count: networks (online and
-target), the three Adam optimizers (and DPD's), the replay buffer (all stored transitions, so a resumed
-run learns from the same data; 1M HalfCheetah transitions are ~170 MB), the RNG states (numpy, python,
-torch CPU and the training device's generator), the counters (env steps, episodes, the acting member),
-the election's bandit statistics, R_k's recent returns, and the logs so far. It is written to a
-temporary file and renamed, so a kill during the write leaves the previous checkpoint intact.
+A run directory holds one ``checkpoint.pt`` (the :mod:`deep.state` layout: networks, optimizers, the
+replay buffer, RNG states, counters, logs; 1M HalfCheetah transitions are ~170 MB). Every file is
+written to ``NAME.tmp`` beside it, flushed to disk and renamed over ``NAME``: a kill during the write
+leaves the previous file intact, and the one fixed temporary name is overwritten by the next write
+(a kill never accumulates stray files, and nothing ever reads a ``.tmp``).
 
 What a resumed run does differently from an uninterrupted one: the episode in progress at the checkpoint
 is abandoned (its transitions are in the buffer; simulator states are not portable across gymnasium
@@ -15,71 +14,68 @@ environments) and a new episode starts at the same step count.
 from __future__ import annotations
 
 import os
-import tempfile
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 
-__all__ = ["CHECKPOINT_NAME", "save_checkpoint", "load_checkpoint", "load_frozen_teacher"]
+__all__ = ["CHECKPOINT_NAME", "CheckpointError", "save_atomic", "save_checkpoint", "load_checkpoint", "load_torch_file",
+           "temporary_path"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def save_checkpoint(state: dict, directory: str | Path) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CHECKPOINT_NAME
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+class CheckpointError(ValueError):
+    """A checkpoint or teacher file that is missing, empty, truncated or not one of ours (names the file)."""
+
+
+def temporary_path(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def save_atomic(obj, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` via ``path.tmp``, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
     return path
 
 
+def save_checkpoint(state: dict, directory: str | Path) -> Path:
+    return save_atomic(state, Path(directory) / CHECKPOINT_NAME)
+
+
+def load_torch_file(path: str | Path, device: str | torch.device = "cpu", *, what: str = "checkpoint") -> dict:
+    """A dict saved by ``torch.save``, or CheckpointError naming the file and what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no {what} file at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{what} file {path} is empty (0 bytes; a write was interrupted?)")
+    try:
+        data = torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError,
+            AttributeError, ImportError, IndexError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{what} file {path} is damaged or not a torch file (truncated by a kill or a full "
+                              f"disk?): {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what} file {path} holds a {type(data).__name__}, not a distlab {what}")
+    return data
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """The checkpoint in run directory ``path`` (or the file ``path``); CheckpointError if unusable."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
-    if not path.exists():
-        raise ValueError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=device, weights_only=False)
-
-
-def load_frozen_teacher(spec: str, device: str | torch.device, obs_dim: int, act_dim: int):
-    """A 1-member Ensemble holding member ``m`` of the run checkpointed at ``PATH`` (spec ``PATH[:m]``).
-
-    Without ``:m`` the member with the best mean return at the run's last evaluation is taken (member 0
-    if the run never evaluated). The teacher's observation and action sizes must match the environment.
-    """
-    from deep.config import TrainConfig
-    from deep.networks import Ensemble
-
-    path, member = spec, None
-    head, sep, tail = spec.rpartition(":")
-    if sep and tail.isdigit():
-        path, member = head, int(tail)
-    state = load_checkpoint(path, device)
-    cfg = TrainConfig.from_dict(state["config"])
-    full = Ensemble(state["obs_dim"], state["act_dim"], cfg.widths, cfg.sac.hidden_layers,
-                    log_std_min=cfg.sac.log_std_min, log_std_max=cfg.sac.log_std_max).to(device)
-    full.load_state_dict(state["ensemble"])
-    if (state["obs_dim"], state["act_dim"]) != (obs_dim, act_dim):
-        raise ValueError(f"teacher {path} was trained with (obs, act) sizes {(state['obs_dim'], state['act_dim'])}; "
-                         f"this env has {(obs_dim, act_dim)}")
-    if member is None:
-        evals = [row for row in state.get("eval_log", []) if row["step"] == max((r["step"] for r in state.get("eval_log", [])), default=-1)]
-        member = max(evals, key=lambda r: r["mean_return"])["member"] if evals else 0
-    if not 0 <= member < full.k:
-        raise ValueError(f"teacher member {member} out of range: {path} has K = {full.k}")
-    teacher = Ensemble(state["obs_dim"], state["act_dim"], (cfg.widths[member],), cfg.sac.hidden_layers,
-                       log_std_min=cfg.sac.log_std_min, log_std_max=cfg.sac.log_std_max).to(device)
-    with torch.no_grad():
-        src = full.member_tensors(member)
-        for name, dst in teacher.member_tensors(0).items():
-            dst.copy_(src[name])
-    teacher.requires_grad_(False)
-    return teacher, member
+    state = load_torch_file(path, device, what="checkpoint")
+    missing = [key for key in ("config", "obs_dim", "act_dim", "ensemble", "step") if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint file {path} lacks {', '.join(missing)}: not a distlab training checkpoint")
+    return state

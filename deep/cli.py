@@ -1,4 +1,10 @@
-"""``distlab train`` and ``distlab sweep``: thin typer wrappers over :func:`deep.train.train` and the runner.
+"""``distlab train``, ``sweep``, ``export-teacher`` and ``evaluate``: thin typer wrappers over ``deep``.
+
+``distlab train``'s options are generated from the fields of :class:`deep.config.TrainConfig` (and
+``--sac-NAME`` from :class:`deep.config.SACConfig`), with each field's help text: a new hyperparameter is
+one line in ``deep/config.py`` (CleanRL's dataclass-as-CLI). ``--set KEY=VALUE`` still overrides any
+setting. Argument problems exit 2 ("Invalid value", naming the option); a refused run directory, a
+damaged checkpoint or a diverged run exits 1 with one line ``error: ...``.
 
 Registered into the ``distlab`` app by one line in ``distlab/cli.py``; torch is imported only inside the
 commands so that ``distlab --help`` stays fast.
@@ -6,18 +12,22 @@ commands so that ``distlab --help`` stays fast.
 
 from __future__ import annotations
 
+import inspect
+import json
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-__all__ = ["register"]
+__all__ = ["register", "train_options"]
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | None": Optional[int], "float | None": Optional[float],
+          "str | None": Optional[str], "tuple[int, ...] | None": Optional[str]}
 
 
 def _parse_set(items: list[str] | None) -> dict:
     """``--set sac.width=64 --set distill_batches=200`` -> {"sac.width": 64, "distill_batches": 200} (JSON values)."""
-    import json
-
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -30,59 +40,71 @@ def _parse_set(items: list[str] | None) -> dict:
     return out
 
 
-def _config(env, method, k, steps, seed, device, out, rule, election, teacher, eval_every, eval_episodes,
-            checkpoint_every, widths, distill_mode, distill_batches, compile_mode, sets, progress=True):
-    from deep.config import TrainConfig, with_overrides
+def train_options() -> list[tuple[str, inspect.Parameter]]:
+    """(setting key, typer parameter) for every TrainConfig / SACConfig field: the options of ``distlab train``."""
+    from deep.config import SACConfig, TrainConfig
 
-    fields = dict(env=env, method=method, k=k, steps=steps, seed=seed, device=device, out=None if out is None else str(out),
-                  rule=rule, election=election, teacher=teacher, eval_every=eval_every, eval_episodes=eval_episodes,
-                  checkpoint_every=checkpoint_every, distill_mode=distill_mode, distill_batches=distill_batches,
-                  compile=compile_mode, progress=progress,
-                  widths=None if widths is None else tuple(int(w) for w in widths.split(",")))
-    return with_overrides(TrainConfig(), **{**fields, **sets})  # --set wins over the named options
+    out = []
+    for prefix, cls in (("", TrainConfig), ("sac.", SACConfig)):
+        for f in fields(cls):
+            if f.name == "sac":
+                continue
+            flag = "--" + (prefix.rstrip(".") + "-" if prefix else "") + f.name.replace("_", "-")
+            kind = _TYPES[str(f.type)]
+            decl = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
+            default = f.default if f.default is not MISSING else None
+            param = inspect.Parameter(prefix.replace(".", "_") + f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                      annotation=Annotated[kind, typer.Option(decl, help=f.metadata.get("help", ""),
+                                                                              rich_help_panel="SAC" if prefix else None)])
+            out.append((prefix + f.name, param))
+    return out
+
+
+def _fail(err: Exception) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``train`` and ``sweep`` commands to ``app``."""
+    """Add the ``train``, ``sweep``, ``export-teacher`` and ``evaluate`` commands to ``app``."""
+    options = train_options()
 
-    @app.command()
-    def train(
-        env: Annotated[str, typer.Option(help="gymnasium env id, e.g. HalfCheetah-v5, Hopper-v5, Pendulum-v1")] = "HalfCheetah-v5",
-        method: Annotated[str, typer.Option(help="sac, ensemble-sac, sac-extra, ensemble-sac-extra, piekd, piekd-hardcopy, piekd-random-teacher, dpd")] = "piekd",
-        k: Annotated[int | None, typer.Option(help="ensemble size (default: the method's: 1 sac, 2 dpd, 3 otherwise)")] = None,
-        steps: Annotated[int, typer.Option(help="environment steps")] = 1_000_000,
-        seed: Annotated[int, typer.Option()] = 0,
-        device: Annotated[str, typer.Option(help="cpu or cuda[:N]")] = "cpu",
-        out: Annotated[Path | None, typer.Option(help="run directory (tables, checkpoint)")] = None,
-        rule: Annotated[str | None, typer.Option(help="distillation rule of `distlab rules` (piekd's step); default PIEKD's KL + critic L2")] = None,
-        election: Annotated[str, typer.Option(help="best, random, epsilon-greedy, ucb1, thompson")] = "best",
-        teacher: Annotated[str | None, typer.Option(help="frozen teacher: a run directory or checkpoint.pt, optionally :MEMBER")] = None,
-        resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
-        eval_every: Annotated[int, typer.Option()] = 10_000,
-        eval_episodes: Annotated[int, typer.Option()] = 20,
-        checkpoint_every: Annotated[int, typer.Option()] = 10_000,
-        widths: Annotated[str | None, typer.Option(help="per-member widths, e.g. 256,1024 (heterogeneous ensemble)")] = None,
-        distill_mode: Annotated[str, typer.Option(help="sampled (N random batches) or faithful (public PIEKD code: 5 epochs over the buffer)")] = "sampled",
-        distill_batches: Annotated[int, typer.Option(help="N, minibatches per distillation phase (sampled mode)")] = 1_000,
-        compile_mode: Annotated[str, typer.Option("--compile", help="none, default, reduce-overhead (CUDA graphs)")] = "none",
-        set_: Annotated[list[str] | None, typer.Option("--set", help="any other setting, KEY=VALUE (e.g. sac.width=64, distill_interval=2000)")] = None,
-    ):
-        """Train ensemble SAC with a distillation method on one environment (see deep.train)."""
-        from deep.train import TrainingDiverged, train as train_run
+    def train(**kwargs):
+        """Train ensemble SAC with a distillation method on one environment (see deep.train, deep.methods)."""
+        from deep.checkpoint import CheckpointError
+        from deep.config import ConfigError, TrainConfig, with_overrides
+        from deep.train import RunDirError, TrainingDiverged, default_run_dir, train as train_run
 
+        resume, overwrite, sets = kwargs.pop("resume"), kwargs.pop("overwrite"), kwargs.pop("set_")
+        settings = {key: kwargs[param.name] for key, param in options}
         try:
-            cfg = _config(env, method, k, steps, seed, device, out, rule, election, teacher, eval_every, eval_episodes,
-                          checkpoint_every, widths, distill_mode, distill_batches, compile_mode, _parse_set(set_))
-            tables = train_run(cfg, resume=resume)
-        except ValueError as err:
+            cfg = with_overrides(TrainConfig(), **{**settings, **_parse_set(sets)})  # --set wins over the named options
+        except (ConfigError, TypeError) as err:
             raise typer.BadParameter(str(err)) from None
-        except TrainingDiverged as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from None
+        if cfg.out is None:
+            cfg = with_overrides(cfg, out=str(default_run_dir(cfg)))
+            typer.echo(f"no --out given: the run goes to {cfg.out}", err=True)
+        try:
+            tables = train_run(cfg, resume=resume, overwrite=overwrite)
+        except ConfigError as err:
+            raise typer.BadParameter(str(err)) from None
+        except (RunDirError, CheckpointError, TrainingDiverged, ValueError) as err:
+            raise _fail(err) from None
         ev = tables["eval"]
         last = ev[ev.step == ev.step.max()]
         typer.echo(f"step {int(last.step.iloc[0])}: best member {last.mean_return.max():.1f}, worst {last.mean_return.min():.1f}"
-                   + (f"; tables in {out}" if out else ""))
+                   f"; tables and checkpoint in {cfg.out}")
+
+    extra = [
+        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+            bool, typer.Option("--resume", help="continue the run in --out from its checkpoint (to --steps, which may be more)")]),
+        inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+            bool, typer.Option("--overwrite", help="replace a run already in --out")]),
+        inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[list[str]], typer.Option("--set", help="any setting, KEY=VALUE (e.g. sac.width=64, distill_interval=2000)")]),
+    ]
+    train.__signature__ = inspect.Signature([p for _, p in options] + extra)
+    app.command("train")(train)
 
     @app.command()
     def sweep(
@@ -93,14 +115,15 @@ def register(app: typer.Typer) -> None:
         steps: Annotated[int, typer.Option()] = 1_000_000,
         out: Annotated[Path, typer.Option(help="results root; runs go to OUT/NAME/runs/ENV_METHOD_sSEED")] = Path("results/deep"),
         backend: Annotated[str, typer.Option(help="local or ray")] = "local",
-        workers: Annotated[int | None, typer.Option()] = None,
-        ray_address: Annotated[str | None, typer.Option()] = None,
+        workers: Annotated[Optional[int], typer.Option()] = None,
+        ray_address: Annotated[Optional[str], typer.Option()] = None,
         device: Annotated[str, typer.Option()] = "cpu",
         eval_every: Annotated[int, typer.Option()] = 10_000,
-        set_: Annotated[list[str] | None, typer.Option("--set", help="setting for every cell, KEY=VALUE")] = None,
+        set_: Annotated[Optional[list[str]], typer.Option("--set", help="setting for every cell, KEY=VALUE")] = None,
     ):
         """Run methods x envs x seeds (resumable: finished cells are skipped, killed runs resume)."""
-        from deep.config import resolve, with_overrides, TrainConfig
+        from deep.config import TrainConfig, with_overrides
+        from deep.methods import resolve
         from deep.train import run_cell
         from distlab.runner import run_grid
 
@@ -124,3 +147,60 @@ def register(app: typer.Typer) -> None:
         table = run_grid(name, cells, run_cell, out, backend=backend, workers=workers, ray_address=ray_address,
                          config=dict(envs=envs, methods=methods, seeds=seed_list, steps=steps, sets=sets))
         typer.echo(f"{len(cells)} runs; table of {len(table)} rows in {out / name / 'results.parquet'}")
+
+    @app.command("export-teacher")
+    def export_teacher(
+        source: Annotated[str, typer.Argument(help="RUN_DIR[:MEMBER] (or a checkpoint.pt[:MEMBER]); default member: the best at the last evaluation")],
+        out: Annotated[Path, typer.Option(help="teacher file to write (.pt)")],
+        episodes: Annotated[int, typer.Option(help="deterministic episodes measuring the recorded return")] = 10,
+        seed: Annotated[int, typer.Option(help="episode e starts from reset(seed + e)")] = 0,
+    ):
+        """Export one member of a run as a small frozen-teacher file (networks, env, sizes, steps, measured return)."""
+        from deep.teacher_file import export_teacher as export
+
+        if episodes < 1:
+            raise typer.BadParameter(f"--episodes must be >= 1; got {episodes}")
+        try:
+            record = export(source, out, episodes=episodes, seed=seed)
+        except ValueError as err:
+            raise _fail(err) from None
+        r = record["recorded_return"]
+        typer.echo(json.dumps(dict(out=str(out), env=record["env"], member=record["member"], steps=record["steps"],
+                                   bytes=out.stat().st_size, **r)))
+
+    @app.command()
+    def evaluate(
+        policy: Annotated[str, typer.Option(help="teacher file (distlab export-teacher), or RUN_DIR[:MEMBER]")],
+        env: Annotated[Optional[str], typer.Option(help="env id (default: the policy's own)")] = None,
+        episodes: Annotated[Optional[int], typer.Option(help="deterministic episodes (default: as recorded, else 10)")] = None,
+        seed: Annotated[Optional[int], typer.Option(help="episode e starts from reset(seed + e) (default: as recorded, else 0)")] = None,
+    ):
+        """Print one JSON line: mean_return, std_return, episodes of the deterministic policy (and recorded_return)."""
+        import numpy as np
+
+        from deep.envs import check_env_id, env_dims, make_env
+        from deep.teacher_file import deterministic_returns, load_teacher
+
+        try:
+            teacher = load_teacher(policy, "cpu")
+            env_id = env or teacher.env
+            check_env_id(env_id)
+            probe = make_env(env_id)
+            dims = env_dims(probe)
+            probe.close()
+        except ValueError as err:
+            raise _fail(err) from None
+        if dims != (teacher.obs_dim, teacher.act_dim):
+            raise _fail(ValueError(f"{policy} has (obs, act) sizes {(teacher.obs_dim, teacher.act_dim)}; {env_id} has {dims}"))
+        recorded = teacher.recorded_return or {}
+        n = episodes if episodes is not None else recorded.get("episodes", 10)
+        s = seed if seed is not None else recorded.get("seed", 0)
+        if n < 1:
+            raise typer.BadParameter(f"--episodes must be >= 1; got {n}")
+        returns = deterministic_returns(teacher, env_id, n, s)
+        line = dict(policy=policy, env=env_id, mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
+                    episodes=int(n), seed=int(s))
+        if recorded:
+            line["recorded_return"] = recorded.get("mean_return")
+            line["recorded_episodes"], line["recorded_seed"] = recorded.get("episodes"), recorded.get("seed")
+        typer.echo(json.dumps(line))

@@ -9,113 +9,110 @@ towards the target entropy -|A|, one gradient step per environment step (per ens
 checkpointing). PIEKD defaults (Hong et al., Sec. 5.1): K = 3, distillation interval I = 5000 env steps,
 performance window M = 5 episodes, distillation from step 10k. DPD defaults (Lai et al., Sec. 4.2): K = 2,
 distillation batches of 64 from the most recent 1000 transitions, learning rate 1e-4.
+
+Every field carries its help text; ``distlab train``'s options are generated from these fields
+(``deep.cli``), so a new hyperparameter is one line here. This module imports nothing of ``deep``:
+what a method *does* lives in ``deep.methods``, which also resolves a config against its method.
+:func:`check_values` refuses a bad value naming the option (``ConfigError``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-__all__ = ["SACConfig", "TrainConfig", "METHODS", "ELECTIONS", "DISTILL_MODES", "SCHEDULES", "COMPILE_MODES",
-           "MethodSpec", "method_spec", "resolve", "with_overrides"]
+__all__ = ["SACConfig", "TrainConfig", "ConfigError", "ELECTIONS", "DISTILL_MODES", "SCHEDULES", "COMPILE_MODES",
+           "DPD_WEIGHTS", "DPD_STATES", "with_overrides", "check_values", "parse_widths", "option_help"]
+
+ELECTIONS = ("best", "random", "epsilon-greedy", "ucb1", "thompson")
+DISTILL_MODES = ("sampled", "faithful")
+SCHEDULES = ("auto", "periodic", "every-step")
+COMPILE_MODES = ("none", "default", "reduce-overhead")
+DPD_WEIGHTS = ("indicator", "exp")
+DPD_STATES = ("peer", "recent")
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message names the option and the valid values (a usage error on the CLI)."""
+
+
+def _opt(default, help: str, **meta):
+    """A dataclass field with its help text (read by the CLI generator)."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults need default_factory")
+    return field(default=default, metadata=dict(help=help, **meta))
 
 
 @dataclass(frozen=True)
 class SACConfig:
     """SAC (Haarnoja et al., 2018b), the paper's hyperparameters."""
 
-    hidden_layers: int = 2
-    width: int = 256
-    lr: float = 3e-4
-    batch_size: int = 256
-    gamma: float = 0.99
-    tau: float = 0.005
-    buffer_size: int = 1_000_000
-    warmup_steps: int = 10_000  # uniformly random actions, no updates, before the first gradient step
-    updates_per_step: int = 1  # gradient steps per env step, for every member
-    init_alpha: float = 1.0
-    target_entropy: float | None = None  # None: -|A| (the paper's heuristic)
-    log_std_min: float = -20.0
-    log_std_max: float = 2.0
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """What a ``--method`` means: ensemble size default and what happens every I env steps.
-
-    periodic: ``"none"``, ``"distill"`` (PIEKD's step or a rule's), ``"extra"`` (extra SAC updates, as many
-    as distillation would make), ``"hardcopy"`` (copy the teacher's networks into the students).
-    """
-
-    default_k: int
-    periodic: str
-    election: str | None = None  # forced election strategy (piekd-random-teacher)
-    peer: bool = False  # DPD: each member distils from the other at every step
-    single: bool = False  # a single agent: K must be 1
-
-
-METHODS: dict[str, MethodSpec] = {
-    "sac": MethodSpec(1, "none", single=True),
-    "ensemble-sac": MethodSpec(3, "none"),
-    "sac-extra": MethodSpec(1, "extra", single=True),
-    "ensemble-sac-extra": MethodSpec(3, "extra"),
-    "piekd": MethodSpec(3, "distill"),
-    "piekd-hardcopy": MethodSpec(3, "hardcopy"),
-    "piekd-random-teacher": MethodSpec(3, "distill", election="random"),
-    "dpd": MethodSpec(2, "none", peer=True),
-}
-ELECTIONS = ("best", "random", "epsilon-greedy", "ucb1", "thompson")
-DISTILL_MODES = ("sampled", "faithful")
-SCHEDULES = ("auto", "periodic", "every-step")
-COMPILE_MODES = ("none", "default", "reduce-overhead")
+    hidden_layers: int = _opt(2, "hidden layers of every MLP")
+    width: int = _opt(256, "hidden width (default of every member; see --widths)")
+    lr: float = _opt(3e-4, "Adam learning rate of actor, critics and temperature")
+    batch_size: int = _opt(256, "minibatch size per member")
+    gamma: float = _opt(0.99, "discount")
+    tau: float = _opt(0.005, "Polyak rate of the target critics")
+    buffer_size: int = _opt(1_000_000, "replay capacity (transitions)")
+    warmup_steps: int = _opt(10_000, "uniformly random actions, no updates, before the first gradient step")
+    updates_per_step: int = _opt(1, "gradient steps per env step, for every member")
+    init_alpha: float = _opt(1.0, "initial entropy temperature")
+    target_entropy: float | None = _opt(None, "target entropy (default -|A|, the paper's heuristic)")
+    log_std_min: float = _opt(-20.0, "lower clamp of the policy's log std")
+    log_std_max: float = _opt(2.0, "upper clamp of the policy's log std")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. ``None`` fields take the method's default (see :func:`resolve`)."""
+    """One training run. ``None`` fields take the method's default (see ``deep.methods.resolve``)."""
 
-    env: str = "HalfCheetah-v5"
-    method: str = "piekd"
-    k: int | None = None
-    steps: int = 1_000_000
-    seed: int = 0
-    device: str = "cpu"
-    out: str | None = None
+    env: str = _opt("HalfCheetah-v5", "gymnasium env id, e.g. HalfCheetah-v5, Hopper-v5, Pendulum-v1")
+    method: str = _opt("piekd", "sac, ensemble-sac, sac-extra, ensemble-sac-extra, piekd, piekd-hardcopy, "
+                                "piekd-random-teacher, dpd (see `deep.methods`)")
+    k: int | None = _opt(None, "ensemble size (default: the method's: 1 sac, 2 dpd, 3 otherwise)")
+    steps: int = _opt(1_000_000, "environment steps (with --resume: extend a finished run to this many)")
+    seed: int = _opt(0, "seed of every RNG of the run")
+    device: str = _opt("cpu", "cpu or cuda[:N]")
+    out: str | None = _opt(None, "run directory (tables, checkpoint); default results/deep/ENV_METHOD_sSEED")
     sac: SACConfig = field(default_factory=SACConfig)
-    widths: tuple[int, ...] | None = None  # per-member hidden width (heterogeneous ensembles, CIKD Sec. 5.5)
+    widths: tuple[int, ...] | None = _opt(None, "per-member hidden widths, e.g. 256,1024 (CIKD Sec. 5.5)", parse="widths")
     # ---- distillation (PIEKD, Hong et al. Alg. 1; rules of distlab.rules)
-    rule: str | None = None  # None: PIEKD's step (KL policy + L2 critic distillation)
-    teacher: str | None = None  # frozen teacher checkpoint (path[:member]) instead of an elected member
-    election: str = "best"
-    schedule: str = "auto"  # auto: every-step for a rule with a frozen teacher, periodic otherwise
-    distill_start: int = 10_000
-    distill_interval: int = 5_000  # I
-    perf_window: int = 5  # M: R_k = mean of the member's last M training returns
-    distill_mode: str = "sampled"
-    distill_batches: int = 1_000  # N random minibatches per phase in "sampled" mode
-    distill_epochs: int = 5  # "faithful" mode: epochs over the buffer in contiguous blocks
-    distill_lr: float = 1e-3  # fresh Adam per phase, as the public PIEKD code
-    epsilon: float = 0.1  # epsilon-greedy election
-    ucb_c: float = 1.0  # UCB1 exploration coefficient (times the spread of bandit rewards)
+    rule: str | None = _opt(None, "distillation rule of `distlab rules` replacing PIEKD's KL + critic-L2 step")
+    teacher: str | None = _opt(None, "frozen teacher: an exported teacher file, or a run directory / checkpoint.pt[:MEMBER]")
+    election: str = _opt("best", "teacher election: " + ", ".join(ELECTIONS))
+    schedule: str = _opt("auto", "auto (every-step for a rule with a frozen teacher, else periodic), periodic, every-step")
+    distill_start: int = _opt(10_000, "first env step of a distillation phase")
+    distill_interval: int = _opt(5_000, "I: env steps between distillation phases")
+    perf_window: int = _opt(5, "M: R_k = mean of the member's last M training returns")
+    distill_mode: str = _opt("sampled", "sampled (N random minibatches) or faithful (public PIEKD code: epochs over "
+                                        "the buffer in shuffled contiguous blocks)")
+    distill_batches: int = _opt(1_000, "N: minibatches per distillation phase (sampled mode)")
+    distill_epochs: int = _opt(5, "epochs over the buffer per phase (faithful mode)")
+    distill_lr: float = _opt(1e-3, "Adam learning rate of a phase (fresh Adam per phase, as the public PIEKD code)")
+    epsilon: float = _opt(0.1, "epsilon of the epsilon-greedy election")
+    ucb_c: float = _opt(1.0, "UCB1 exploration coefficient (times the spread of bandit rewards)")
     # ---- DPD (Lai et al., 2020)
-    dpd_weight: str = "exp"  # "indicator" (Eq. 9) or "exp" (Eq. 11)
-    dpd_alpha: float = 1.0
-    dpd_clip: float = 10.0  # exp weights are clipped to this before batch normalisation
-    dpd_batch: int = 64
-    dpd_recent: int = 1_000
-    dpd_lr: float = 1e-4
+    dpd_weight: str = _opt("exp", "DPD weight: indicator (Eq. 9) or exp (Eq. 11)")
+    dpd_alpha: float = _opt(1.0, "DPD: alpha of exp(alpha xi)")
+    dpd_clip: float = _opt(10.0, "DPD: exp weights are clipped to this before batch normalisation")
+    dpd_batch: int = _opt(64, "DPD: distillation minibatch")
+    dpd_recent: int = _opt(1_000, "DPD: distil on states of the last this-many transitions")
+    dpd_states: str = _opt("peer", "DPD states: peer (transitions the peer collected, Eq. 11) or recent (any actor)")
+    dpd_lr: float = _opt(1e-4, "DPD: Adam learning rate of the distillation step")
     # ---- evaluation, logging, reliability
-    eval_every: int = 10_000
-    eval_episodes: int = 20
-    checkpoint_every: int = 10_000
-    nan_check_every: int = 1_000
-    progress: bool = True
-    compile: str = "none"  # torch.compile mode; "reduce-overhead" uses CUDA graphs
+    eval_every: int = _opt(10_000, "env steps between evaluations")
+    eval_episodes: int = _opt(20, "deterministic episodes per member and evaluation")
+    checkpoint_every: int = _opt(10_000, "env steps between checkpoints")
+    nan_check_every: int = _opt(1_000, "env steps between NaN/inf checks of the losses")
+    progress: bool = _opt(True, "show a progress bar")
+    compile: str = _opt("none", "torch.compile mode: none, default, reduce-overhead (CUDA graphs)")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
+        """Inverse of ``to_dict``; also reads configs of older versions (fields added since get defaults)."""
         data = dict(data)
         sac = SACConfig(**data.pop("sac", {}))
         if data.get("widths") is not None:
@@ -127,10 +124,22 @@ class TrainConfig:
         return cls(sac=sac, **data)
 
 
-def method_spec(method: str) -> MethodSpec:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    return METHODS[method]
+def option_help(cls, name: str) -> str:
+    return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
+
+
+def parse_widths(value) -> tuple[int, ...] | None:
+    """``"256,1024"`` / ``[256, 1024]`` / ``256`` -> (256, 1024); ConfigError naming --widths otherwise."""
+    if value is None or isinstance(value, tuple) and all(isinstance(w, int) for w in value):
+        return value
+    items = value.split(",") if isinstance(value, str) else (list(value) if isinstance(value, (list, tuple)) else [value])
+    try:
+        widths = tuple(int(str(w).strip()) for w in items)
+    except ValueError:
+        raise ConfigError(f"--widths {value!r}: expected comma-separated positive integers, e.g. 256,1024") from None
+    if not widths or min(widths) < 1:
+        raise ConfigError(f"--widths {value!r}: every width must be a positive integer")
+    return widths
 
 
 def with_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
@@ -140,86 +149,74 @@ def with_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
     valid_sac = {f.name for f in fields(SACConfig)}
     bad = set(sac_over) - valid_sac
     if bad:
-        raise ValueError(f"unknown SAC setting(s) {sorted(bad)}; valid: {sorted(valid_sac)}")
-    valid_top = {f.name for f in fields(TrainConfig)}
+        raise ConfigError(f"unknown SAC setting(s) {sorted(bad)}; valid: {sorted(valid_sac)}")
+    valid_top = {f.name for f in fields(TrainConfig)} - {"sac"}
     bad = set(top) - valid_top
     if bad:
-        raise ValueError(f"unknown training setting(s) {sorted(bad)}; valid: {sorted(valid_top)}")
+        raise ConfigError(f"unknown training setting(s) {sorted(bad)}; valid: {sorted(valid_top)}")
+    if "widths" in top:
+        top["widths"] = parse_widths(top["widths"])
     return replace(cfg, sac=replace(cfg.sac, **sac_over), **top)
 
 
-def resolve(cfg: TrainConfig) -> TrainConfig:
-    """Fill the method's defaults and check every argument, before any work starts (ValueError).
+def _typed(obj, prefix: str) -> None:
+    """ConfigError if a field holds a value of the wrong type (e.g. ``--set sac.lr=fast``)."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name == "sac" or value is None:
+            continue
+        kind = str(f.type)
+        name = f"{prefix}{f.name}"
+        if kind.startswith("int") and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{name} must be an integer; got {value!r}")
+        if kind.startswith("float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{name} must be a number; got {value!r}")
+        if kind.startswith("str") and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string; got {value!r}")
+        if kind == "bool" and not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false; got {value!r}")
 
-    Checks: env exists (gymnasium registry, Box actions), method, K >= 1 (K = 1 for single-agent methods,
-    K = 2 for dpd, K >= 2 for elected teachers), rule (registry, and every component mapped to SAC),
-    election, widths, schedules and positive counts.
-    """
-    from distlab import rules
 
-    from deep.envs import check_env_id
+def check_values(cfg: TrainConfig) -> None:
+    """Value checks that need no method or environment (ConfigError naming the option and the valid range)."""
+    _typed(cfg, "")
+    _typed(cfg.sac, "sac.")
 
-    spec = method_spec(cfg.method)
-    check_env_id(cfg.env)
-    k = spec.default_k if cfg.k is None else int(cfg.k)
-    if k < 1:
-        raise ValueError(f"k must be >= 1 (ensemble size); got {k}")
-    if spec.single and k != 1:
-        raise ValueError(f"method {cfg.method!r} is a single agent: k must be 1, got {k} (use ensemble-{cfg.method})")
-    if spec.peer and k != 2:
-        raise ValueError(f"method 'dpd' distils between two peers: k must be 2, got {k}")
-    election = spec.election or cfg.election
-    if cfg.election not in ELECTIONS:
-        raise ValueError(f"unknown election {cfg.election!r}; valid: {', '.join(ELECTIONS)}")
-    if spec.election and cfg.election not in ("best", spec.election):
-        raise ValueError(f"method {cfg.method!r} fixes the election to {spec.election!r}; got --election {cfg.election!r}")
-    if cfg.rule is not None:
-        rule = rules.get(cfg.rule)  # ValueError listing valid rules
-        if spec.periodic != "distill":
-            raise ValueError(f"--rule applies to the distillation step of piekd / piekd-random-teacher; "
-                             f"method {cfg.method!r} has none")
-        from deep.distill import check_rule_supported
+    def choice(name, valid):
+        if getattr(cfg, name) not in valid:
+            raise ConfigError(f"unknown {name.replace('_', ' ')} {getattr(cfg, name)!r}; valid: {', '.join(valid)}")
 
-        check_rule_supported(rule)
-    if cfg.teacher is not None and spec.periodic != "distill":
-        raise ValueError(f"--teacher applies to piekd (distil from a frozen teacher); method {cfg.method!r} has no distillation step")
-    if spec.periodic in ("distill", "hardcopy") and cfg.teacher is None and k < 2:
-        raise ValueError(f"method {cfg.method!r} elects a teacher among the members: k must be >= 2, got {k} "
-                         f"(or give a frozen --teacher)")
-    if cfg.schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}")
-    schedule = cfg.schedule
-    if schedule == "auto":
-        schedule = "every-step" if (cfg.teacher is not None and cfg.rule is not None) else "periodic"
-    if schedule == "every-step" and cfg.rule is None:
-        raise ValueError("schedule 'every-step' needs a --rule (PIEKD's own step is periodic)")
-    if schedule == "every-step" and cfg.teacher is None:
-        raise ValueError("schedule 'every-step' distils from a frozen --teacher; an elected member needs 'periodic'")
-    if cfg.distill_mode not in DISTILL_MODES:
-        raise ValueError(f"unknown distill mode {cfg.distill_mode!r}; valid: {', '.join(DISTILL_MODES)}")
-    if cfg.dpd_weight not in ("indicator", "exp"):
-        raise ValueError(f"unknown dpd weight {cfg.dpd_weight!r}; valid: indicator, exp")
+    choice("election", ELECTIONS)
+    choice("schedule", SCHEDULES)
+    choice("distill_mode", DISTILL_MODES)
+    choice("dpd_weight", DPD_WEIGHTS)
+    choice("dpd_states", DPD_STATES)
     if cfg.compile not in COMPILE_MODES:
-        raise ValueError(f"unknown compile mode {cfg.compile!r}; valid: {', '.join(COMPILE_MODES)}")
+        raise ConfigError(f"unknown compile mode {cfg.compile!r}; valid: {', '.join(COMPILE_MODES)}")
     if cfg.device != "cpu" and not cfg.device.startswith("cuda"):
-        raise ValueError(f"unknown device {cfg.device!r}; valid: cpu, cuda, cuda:N")
-    widths = cfg.widths
-    if widths is None:
-        widths = (cfg.sac.width,) * k
-    widths = tuple(int(w) for w in widths)
-    if len(widths) == 1 and k > 1:
-        widths = widths * k
-    if len(widths) != k or min(widths) < 1:
-        raise ValueError(f"widths must give one positive width per member (k = {k}); got {cfg.widths}")
-    if spec.periodic == "hardcopy" and len(set(widths)) > 1:
-        raise ValueError(f"piekd-hardcopy copies parameters: all widths must be equal; got {widths}")
+        raise ConfigError(f"unknown device {cfg.device!r}; valid: cpu, cuda, cuda:N")
     for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "distill_interval", "perf_window",
                  "distill_batches", "distill_epochs", "nan_check_every", "dpd_batch", "dpd_recent"):
         if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1; got {getattr(cfg, name)}")
+            raise ConfigError(f"{name} must be >= 1; got {getattr(cfg, name)}")
+    if cfg.distill_start < 0:
+        raise ConfigError(f"distill_start must be >= 0; got {cfg.distill_start}")
     for name in ("batch_size", "hidden_layers", "width", "buffer_size", "updates_per_step"):
         if getattr(cfg.sac, name) < 1:
-            raise ValueError(f"sac.{name} must be >= 1; got {getattr(cfg.sac, name)}")
+            raise ConfigError(f"sac.{name} must be >= 1; got {getattr(cfg.sac, name)}")
+    if cfg.sac.warmup_steps < 0:
+        raise ConfigError(f"sac.warmup_steps must be >= 0; got {cfg.sac.warmup_steps}")
+    for name, value in (("sac.lr", cfg.sac.lr), ("distill_lr", cfg.distill_lr), ("dpd_lr", cfg.dpd_lr),
+                        ("sac.init_alpha", cfg.sac.init_alpha), ("dpd_clip", cfg.dpd_clip)):
+        if not value > 0:  # also refuses NaN
+            raise ConfigError(f"{name} must be > 0; got {value}")
+    if not 0.0 <= cfg.sac.gamma <= 1.0:
+        raise ConfigError(f"sac.gamma must be in [0, 1]; got {cfg.sac.gamma}")
+    if not 0.0 < cfg.sac.tau <= 1.0:
+        raise ConfigError(f"sac.tau must be in (0, 1]; got {cfg.sac.tau}")
     if not 0.0 <= cfg.epsilon <= 1.0:
-        raise ValueError(f"epsilon must be in [0, 1]; got {cfg.epsilon}")
-    return replace(cfg, k=k, widths=widths, election=election, schedule=schedule)
+        raise ConfigError(f"epsilon must be in [0, 1]; got {cfg.epsilon}")
+    if not (math.isfinite(cfg.ucb_c) and cfg.ucb_c >= 0):
+        raise ConfigError(f"ucb_c must be >= 0; got {cfg.ucb_c}")
+    if not cfg.sac.log_std_min < cfg.sac.log_std_max:
+        raise ConfigError(f"sac.log_std_min must be < sac.log_std_max; got {cfg.sac.log_std_min}, {cfg.sac.log_std_max}")

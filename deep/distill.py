@@ -59,17 +59,16 @@ gated Hx imitation. ``teacher-v-reward``: SAC with shaped reward r + gamma V_t(s
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from deep.kl import gaussian_kl, gaussian_log_prob, squashed_log_prob, squashed_sample, tanh_log_det
 from deep.networks import Ensemble
 from deep.replay import Batch, ReplayBuffer
-from deep.sac import critic_regression_loss, make_adam, sac_actor_terms, soft_value
+from deep.sac import critic_regression_loss, make_adam, sac_actor_terms, sac_critic_target, soft_value
 
 __all__ = ["Teacher", "policy_loss", "check_rule_supported", "piekd_losses", "rule_losses", "distill_phase",
-           "hardcopy", "control_index_sets", "SUPPORTED_COMPONENTS"]
+           "piekd_distill_step", "rule_distill_step", "PhaseContext", "phase_batch_count", "hardcopy",
+           "control_index_sets", "SUPPORTED_COMPONENTS"]
 
 # The components of distlab.rules this backend maps to SAC (see the module docstring).
 SUPPORTED_COMPONENTS = {
@@ -92,33 +91,55 @@ def check_rule_supported(rule) -> None:
 class Teacher:
     """The teacher of each student: member ``teacher_of[k]`` of ``source`` teaches student k.
 
-    ``source`` is the ensemble itself (elected member, DPD peers) or a frozen 1-member Ensemble loaded
-    from a checkpoint (``teacher_of`` all 0). Everything is evaluated without gradient on the students'
-    own states: the source is run on all K*B states and row (teacher_of[k], k) is kept.
+    ``source`` is the ensemble itself (elected member, DPD peers) or a frozen 1-member Ensemble (an
+    exported teacher; ``teacher_of`` all 0). Everything is evaluated without gradient on the students'
+    own states (K, B). Only the teaching members run: one teacher for every student (PIEKD, a frozen
+    teacher) runs that member alone on the K*B states; peers teaching each other (DPD, a permutation)
+    run the ensemble once on permuted inputs; any other assignment runs the source on all K*B states.
     """
 
-    def __init__(self, source: Ensemble, teacher_of: torch.Tensor, generator: torch.Generator):
-        self.source, self.teacher_of, self.gen = source, teacher_of, generator
-        self.cols = torch.arange(len(teacher_of), device=teacher_of.device)
+    def __init__(self, source: Ensemble, teacher_of, generator: torch.Generator):
+        self.source, self.gen = source, generator
+        self.assignment = [int(t) for t in (teacher_of.tolist() if torch.is_tensor(teacher_of) else teacher_of)]
+        device = next(source.parameters()).device
+        self.teacher_of = torch.tensor(self.assignment, dtype=torch.long, device=device)
+        k = len(self.assignment)
+        self.single = self.assignment[0] if len(set(self.assignment)) == 1 else None
+        self.permutation = self.single is None and source.k == k and sorted(self.assignment) == list(range(k))
+        if self.permutation:
+            inverse = [0] * k
+            for student, teacher in enumerate(self.assignment):
+                inverse[teacher] = student
+            self.inverse = torch.tensor(inverse, dtype=torch.long, device=device)
+        self.cols = torch.arange(k, device=device)
 
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
-        k, b = x.shape[:2]
-        return x.reshape(1, k * b, x.shape[-1]).expand(self.source.k, k * b, x.shape[-1])
+        return x.reshape(1, -1, x.shape[-1])
 
     @torch.no_grad()
     def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, b = obs.shape[:2]
-        mean, log_std = self.source.policy(self._flat(obs))
+        if self.single is not None:
+            mean, log_std = self.source.member_policy(self.single, self._flat(obs))
+            return mean.view(k, b, -1), log_std.view(k, b, -1)
+        if self.permutation:
+            mean, log_std = self.source.policy(obs[self.inverse])
+            return mean[self.teacher_of], log_std[self.teacher_of]
+        x = self._flat(obs).expand(self.source.k, -1, -1)
+        mean, log_std = self.source.policy(x)
         a = mean.shape[-1]
-        mean = mean.view(-1, k, b, a)[self.teacher_of, self.cols]
-        log_std = log_std.view(-1, k, b, a)[self.teacher_of, self.cols]
-        return mean, log_std
+        return mean.view(-1, k, b, a)[self.teacher_of, self.cols], log_std.view(-1, k, b, a)[self.teacher_of, self.cols]
 
     @torch.no_grad()
     def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Teacher twin Q-values (K, 2, B)."""
         k, b = obs.shape[:2]
-        q = self.source.q(self._flat(obs), self._flat(act))  # (K_source, 2, K*B)
+        if self.single is not None:
+            q = self.source.member_q(self.single, self._flat(obs), self._flat(act))  # (1, 2, K*B)
+            return q.view(2, k, b).transpose(0, 1)
+        if self.permutation:
+            return self.source.q(obs[self.inverse], act[self.inverse])[self.teacher_of]
+        q = self.source.q(self._flat(obs).expand(self.source.k, -1, -1), self._flat(act).expand(self.source.k, -1, -1))
         return q.view(-1, 2, k, b)[self.teacher_of, :, self.cols]
 
     @torch.no_grad()
@@ -232,8 +253,6 @@ def rule_losses(rule, ens: Ensemble, teacher: Teacher, batch: Batch, weight: tor
         target = rule_critic_target(rule, teacher, ens, batch, gamma, generator)
         critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), target, weight)
     elif critic_fallback:
-        from deep.sac import sac_critic_target
-
         critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), sac_critic_target(ens, batch, gamma, generator), weight)
 
     def actor_loss():
@@ -270,62 +289,104 @@ def control_index_sets(rule, buffer: ReplayBuffer, students: list[int], teacher_
     return sets
 
 
+def _block_starts(n: int, batch_size: int) -> list[int]:
+    """Starts of the full contiguous blocks of the public PIEKD code (``train_bc_batch``):
+    ``range(n - batch_size)[::batch_size]``; the partial block at the end is dropped (and so is the last full
+    one when n is a multiple of the batch, as there). A set smaller than a batch gives one wrapped block."""
+    return list(range(0, n - batch_size, batch_size)) or [0]
+
+
 def _phase_batches(sets: dict[int, torch.Tensor], k: int, mode: str, n_batches: int, epochs: int, batch_size: int,
                    generator: torch.Generator):
-    """(K, B) index tensors: N random batches ("sampled"), or contiguous blocks over each student's set
-    for ``epochs`` epochs ("faithful", the public PIEKD code: in order, 256 at a time)."""
+    """(K, B) index tensors: N random batches ("sampled"), or for ``epochs`` epochs the contiguous blocks of
+    each student's set in a freshly shuffled order ("faithful", as the public PIEKD code)."""
     any_set = next(iter(sets.values()))
     rows = [sets.get(m, any_set) for m in range(k)]
     if mode == "sampled":
         for _ in range(n_batches):
             yield torch.stack([r[torch.randint(0, r.numel(), (batch_size,), device=r.device, generator=generator)] for r in rows])
         return
-    longest = max(r.numel() for r in rows)
     offsets = torch.arange(batch_size, device=any_set.device)
+    starts = [torch.tensor(_block_starts(r.numel(), batch_size), device=any_set.device) for r in rows]
+    longest = max(len(s) for s in starts)
     for _ in range(epochs):
-        for start in range(0, longest, batch_size):
-            yield torch.stack([r[(start + offsets) % r.numel()] for r in rows])
+        order = [s[torch.randperm(len(s), device=s.device, generator=generator)] for s in starts]
+        for i in range(longest):  # a student with fewer blocks cycles through its shuffled order
+            yield torch.stack([r[(o[i % len(o)] + offsets) % r.numel()] for r, o in zip(rows, order)])
 
 
 def phase_batch_count(mode: str, n_batches: int, epochs: int, batch_size: int, size: int) -> int:
-    """How many minibatches a phase uses (the "extra" methods match it with SAC updates)."""
-    return n_batches if mode == "sampled" else epochs * math.ceil(size / batch_size)
+    """How many minibatches a phase uses over the whole buffer (the "extra" methods match it with SAC updates)."""
+    return n_batches if mode == "sampled" else epochs * len(_block_starts(size, batch_size))
 
 
-def distill_phase(ens: Ensemble, teacher: Teacher, rule, buffer: ReplayBuffer, students: list[int], teacher_actor: int,
-                  *, mode: str, n_batches: int, epochs: int, batch_size: int, lr: float, gamma: float, tau: float,
-                  generator: torch.Generator, dpd: dict | None = None) -> list[dict[str, torch.Tensor]]:
-    """One distillation phase from ``teacher`` into ``students`` with fresh Adam optimizers (lr ``lr``,
-    as the public PIEKD code). ``rule=None``: PIEKD's step; otherwise the rule's SAC update."""
-    weight = torch.zeros(ens.k, device=buffer.device)
-    weight[students] = 1.0
-    actor_opt = make_adam(ens.actor_parameters(), lr)
-    critic_opt = make_adam(ens.critic_parameters(), lr)
-    sets = control_index_sets(rule, buffer, students, teacher_actor)
-    losses = []
-    for idx in _phase_batches(sets, ens.k, mode, n_batches, epochs, batch_size, generator):
-        batch = buffer.gather(idx)
-        if rule is None:
-            actor_loss, critic_loss = piekd_losses(ens, teacher, batch, weight)
-            critic_opt.zero_grad(set_to_none=True)
-            actor_opt.zero_grad(set_to_none=True)
-            (actor_loss + critic_loss).backward()  # disjoint parameters: one backward serves both
-            critic_opt.step()
-            actor_opt.step()
-        else:
-            critic_loss, actor_fn = rule_losses(rule, ens, teacher, batch, weight, gamma, generator, dpd)
-            if critic_loss is not None:
-                critic_opt.zero_grad(set_to_none=True)
-                critic_loss.backward()
-                critic_opt.step()
-            actor_loss, _ = actor_fn()
-            if actor_loss is not None:
-                actor_opt.zero_grad(set_to_none=True)
-                actor_loss.backward()
-                actor_opt.step()
+class PhaseContext:
+    """What every distillation step of a phase shares: fresh optimizers, discount, Polyak rate, RNG, DPD settings."""
+
+    def __init__(self, ens: Ensemble, students: list[int], lr: float, gamma: float, tau: float, generator: torch.Generator,
+                 dpd: dict | None = None):
+        self.students, self.gamma, self.tau, self.gen, self.dpd = students, gamma, tau, generator, dpd or {}
+        device = ens.log_alpha.device
+        self.weight = torch.zeros(ens.k, device=device)
+        self.weight[students] = 1.0
+        self.actor_opt = make_adam(ens.actor_parameters(), lr)
+        self.critic_opt = make_adam(ens.critic_parameters(), lr)
+
+
+def piekd_distill_step(ens: Ensemble, teacher: Teacher, batch: Batch, ctx: PhaseContext) -> dict[str, torch.Tensor]:
+    """PIEKD's distillation step (Hong et al., Eqs. 1-2): KL(pi_t || pi_k) + sum_j (Q_t,j - Q_k,j)^2 on one minibatch.
+
+    The critics regress on the teacher's critics (no bootstrap), so no target network is involved here;
+    the students' targets take one soft update at the end of the phase (see :func:`distill_phase`).
+    """
+    actor_loss, critic_loss = piekd_losses(ens, teacher, batch, ctx.weight)
+    ctx.critic_opt.zero_grad(set_to_none=True)
+    ctx.actor_opt.zero_grad(set_to_none=True)
+    (actor_loss + critic_loss).backward()  # disjoint parameters: one backward serves both
+    ctx.critic_opt.step()
+    ctx.actor_opt.step()
+    return {"distill_actor": actor_loss.detach(), "distill_critic": critic_loss.detach()}
+
+
+def rule_distill_step(rule):
+    """The distillation step of a taxonomy ``rule`` (module docstring) as a phase step.
+
+    A rule whose critic carries a return bootstraps from the students' own target critics, so those take
+    one Polyak step per minibatch (the students' only: the teacher is never changed by a phase).
+    """
+
+    def step(ens: Ensemble, teacher: Teacher, batch: Batch, ctx: PhaseContext) -> dict[str, torch.Tensor]:
+        critic_loss, actor_fn = rule_losses(rule, ens, teacher, batch, ctx.weight, ctx.gamma, ctx.gen, ctx.dpd)
+        losses = {}
         if critic_loss is not None:
-            ens.soft_update_targets(tau)
-        losses.append({k: v.detach() for k, v in (("distill_actor", actor_loss), ("distill_critic", critic_loss)) if v is not None})
+            ctx.critic_opt.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            ctx.critic_opt.step()
+            ens.soft_update_member_targets(ctx.tau, ctx.students)
+            losses["distill_critic"] = critic_loss.detach()
+        actor_loss, _ = actor_fn()
+        if actor_loss is not None:
+            ctx.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            ctx.actor_opt.step()
+            losses["distill_actor"] = actor_loss.detach()
+        return losses
+
+    step.__name__ = step.__qualname__ = f"rule_distill_step[{rule.name}]"
+    return step
+
+
+def distill_phase(ens: Ensemble, teacher: Teacher, step, buffer: ReplayBuffer, index_sets: dict[int, torch.Tensor],
+                  ctx: PhaseContext, *, mode: str, n_batches: int, epochs: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """One distillation phase: ``step`` (:func:`piekd_distill_step` or a :func:`rule_distill_step`) on each
+    minibatch of the students' index sets, with the phase's fresh Adam optimizers (as the public PIEKD
+    code), then one soft update of the students' target critics (the public code's ``sync_target_network``
+    after distilling into an agent; chainerrl's SAC syncs softly, with tau). Non-students, the teacher
+    among them, have weight 0: zero gradient, so the fresh Adams leave them bit-identical, and their
+    target critics are not touched."""
+    losses = [step(ens, teacher, buffer.gather(idx), ctx)
+              for idx in _phase_batches(index_sets, ens.k, mode, n_batches, epochs, batch_size, ctx.gen)]
+    ens.soft_update_member_targets(ctx.tau, ctx.students)
     return losses
 
 

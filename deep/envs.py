@@ -54,8 +54,11 @@ def to_env_action(action: np.ndarray, space) -> np.ndarray:
     return (low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (high - low)).astype(space.dtype)
 
 
-def evaluate_policies(act_fn, env_id: str, n_members: int, episodes: int, seed: int) -> np.ndarray:
+def evaluate_policies(act_fn, env_id: str, n_members: int, episodes: int, seed: int, return_states: bool = False):
     """Undiscounted returns of deterministic episodes, shape (n_members, episodes).
+
+    With ``return_states``: also the observations each member acted on, a list of (T_m, obs) arrays
+    (every step of every episode; for KL measurements on the visited states).
 
     All ``n_members * episodes`` episodes run in lockstep so that each step is ONE batched forward pass of
     the ensemble: ``act_fn(obs)`` maps observations (n_members, episodes, obs) to actions in [-1, 1] of
@@ -70,7 +73,11 @@ def evaluate_policies(act_fn, env_id: str, n_members: int, episodes: int, seed: 
             obs[m, e] = envs[m][e].reset(seed=seed + e)[0].reshape(-1)
     returns = np.zeros((n_members, episodes))
     running = np.ones((n_members, episodes), dtype=bool)
+    visited = [[] for _ in range(n_members)]
     while running.any():
+        if return_states:
+            for m in range(n_members):
+                visited[m].append(obs[m][running[m]].copy())
         actions = act_fn(obs)
         for m in range(n_members):
             for e in range(episodes):
@@ -85,4 +92,6 @@ def evaluate_policies(act_fn, env_id: str, n_members: int, episodes: int, seed: 
     for row in envs:
         for env in row:
             env.close()
+    if return_states:
+        return returns, [np.concatenate(v) for v in visited]
     return returns

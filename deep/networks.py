@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["EnsembleLinear", "EnsembleMLP", "Ensemble"]
+__all__ = ["EnsembleLinear", "EnsembleMLP", "Ensemble", "affine"]
 
 
 def _contiguous(grad: torch.Tensor) -> torch.Tensor:
@@ -40,15 +40,20 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight.shape[-1] < 32:
-            # narrow outputs (Q-values, Gaussian parameters): CPU bmm with a tiny last dimension is slow
-            # (~4x here); the transposed product computes the same numbers with the wide axis last.
-            # Its gradient wrt x arrives transposed (strided), and the ReLU backward of the layer below
-            # is ~15x slower on strided memory than a copy to contiguous costs: make it contiguous.
-            if x.requires_grad:
-                x.register_hook(_contiguous)
-            return torch.baddbmm(self.bias.transpose(1, 2), self.weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
-        return torch.baddbmm(self.bias, x, self.weight)
+        return affine(x, self.weight, self.bias)
+
+
+def affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x[k] @ W[k] + b[k] for stacked weights (K, in, out); the layout trick of narrow outputs below."""
+    if weight.shape[-1] < 32:
+        # narrow outputs (Q-values, Gaussian parameters): CPU bmm with a tiny last dimension is slow
+        # (~4x here); the transposed product computes the same numbers with the wide axis last.
+        # Its gradient wrt x arrives transposed (strided), and the ReLU backward of the layer below
+        # is ~15x slower on strided memory than a copy to contiguous costs: make it contiguous.
+        if x.requires_grad:
+            x.register_hook(_contiguous)
+        return torch.baddbmm(bias.transpose(1, 2), weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
+    return torch.baddbmm(bias, x, weight)
 
 
 class EnsembleMLP(nn.Module):
@@ -63,6 +68,14 @@ class EnsembleMLP(nn.Module):
         for layer in self.layers[:-1]:
             x = torch.relu(layer(x))
         return self.layers[-1](x)
+
+    def forward_rows(self, x: torch.Tensor, rows: slice) -> torch.Tensor:
+        """The MLPs of stack rows ``rows`` only, on x (len(rows), B, in): a member's nets without the others' work."""
+        for i, layer in enumerate(self.layers):
+            x = affine(x, layer.weight[rows], layer.bias[rows])
+            if i < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x
 
 
 class _Group(nn.Module):
@@ -146,6 +159,31 @@ class Ensemble(nn.Module):
         """Polyak averaging theta' <- (1 - tau) theta' + tau theta, fused over all tensors."""
         for g in self.groups:
             torch._foreach_lerp_(list(g.target_critic.parameters()), list(g.critic.parameters()), tau)
+
+    @torch.no_grad()
+    def soft_update_member_targets(self, tau: float, members) -> None:
+        """Polyak averaging of the target critics of ``members`` only (the others' targets stay bit-identical)."""
+        for m in members:
+            gi, row = self.locate(m)
+            g = self.groups[gi]
+            for t, p in zip(g.target_critic.parameters(), g.critic.parameters()):
+                t.data[2 * row:2 * row + 2].lerp_(p.data[2 * row:2 * row + 2], tau)
+
+    # ---- one member alone (a teacher inside the ensemble): its rows of the stacks, no other member's work
+    def member_policy(self, member: int, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log_std) of member ``member`` on obs (1, N, obs_dim), each (1, N, |A|)."""
+        gi, row = self.locate(member)
+        out = self.groups[gi].actor.forward_rows(obs, slice(row, row + 1))
+        mean, log_std = out.chunk(2, dim=-1)
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def member_q(self, member: int, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """Twin Q-values (1, 2, N) of member ``member`` on obs (1, N, obs_dim), act (1, N, |A|)."""
+        gi, row = self.locate(member)
+        g = self.groups[gi]
+        net = g.target_critic if target else g.critic
+        x = torch.cat([obs, act], dim=-1).expand(2, -1, -1)
+        return net.forward_rows(x, slice(2 * row, 2 * row + 2)).view(1, 2, obs.shape[1])
 
     # ---- per-member parameter access (hardcopy, frozen-teacher extraction)
     def member_tensors(self, member: int) -> dict[str, torch.Tensor]:

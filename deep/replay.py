@@ -41,6 +41,9 @@ class ReplayBuffer:
         self.rew = torch.zeros(self.capacity, device=self.device)
         self.terminated = torch.zeros(self.capacity, device=self.device)
         self.actor = torch.zeros(self.capacity, dtype=torch.long, device=self.device)
+        # a host copy of who collected each transition: the peer-state sampling of DPD looks up the peer's
+        # recent transitions every step, and a host lookup needs no device synchronisation
+        self.actor_host = np.zeros(self.capacity, dtype=np.int16)
         self.ptr = 0
         self.size = 0
 
@@ -56,6 +59,7 @@ class ReplayBuffer:
         self.rew[i] = row[-2]
         self.terminated[i] = row[-1]
         self.actor[i] = actor
+        self.actor_host[i] = actor
         self.ptr = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -75,6 +79,21 @@ class ReplayBuffer:
         n = min(n, self.size)
         return (self.ptr - 1 - torch.arange(n, device=self.device)) % self.capacity
 
+    def recent_indices_of_actor(self, actor: int, n: int) -> torch.Tensor | None:
+        """Indices of the most recent ``n`` transitions collected by ``actor`` (fewer if it has fewer; None if
+        none), found on the host by scanning back from the newest transition in growing windows."""
+        found, scanned, window = [], 0, 4 * n
+        while scanned < self.size and sum(len(f) for f in found) < n:
+            span = min(window, self.size - scanned)
+            positions = (self.ptr - 1 - scanned - np.arange(span)) % self.capacity
+            found.append(positions[self.actor_host[positions] == actor])
+            scanned += span
+            window *= 2
+        idx = np.concatenate(found)[:n] if found else np.zeros(0, dtype=np.int64)
+        if idx.size == 0:
+            return None
+        return torch.as_tensor(idx, dtype=torch.long).to(self.device, non_blocking=True)
+
     def indices_of_actor(self, actor: int) -> torch.Tensor:
         """All stored indices collected by ``actor`` (a member index, or -1 for a frozen teacher)."""
         return torch.nonzero(self.actor[: self.size] == actor).flatten()
@@ -85,7 +104,14 @@ class ReplayBuffer:
                     terminated=self.terminated[:n].cpu(), actor=self.actor[:n].cpu(), ptr=self.ptr, size=self.size)
 
     def load_state_dict(self, state: dict) -> None:
-        n = state["size"]
+        """Restore the stored transitions. A buffer saved with a smaller capacity (a finished run extended to
+        more steps) that had wrapped around is put back in chronological order from index 0."""
+        n, ptr = state["size"], state["ptr"]
+        if n > self.capacity:
+            raise ValueError(f"replay buffer of {n} transitions does not fit a capacity of {self.capacity}")
+        same_layout = n == self.capacity or ptr == n  # full ring of this size, or never wrapped
         for name in ("obs", "next_obs", "act", "rew", "terminated", "actor"):
-            getattr(self, name)[:n] = state[name].to(self.device)
-        self.ptr, self.size = state["ptr"], n
+            data = state[name] if same_layout or ptr == 0 else torch.roll(state[name], -ptr, dims=0)  # oldest first
+            getattr(self, name)[:n] = data.to(self.device)
+        self.actor_host[:n] = self.actor[:n].cpu().numpy()
+        self.ptr, self.size = (ptr if same_layout else n) % self.capacity, n

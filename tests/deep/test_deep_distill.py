@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from distlab import rules
-from deep.distill import Teacher, check_rule_supported, distill_phase, hardcopy, policy_loss
+from deep.distill import (PhaseContext, Teacher, check_rule_supported, control_index_sets, distill_phase, hardcopy,
+                          piekd_distill_step, policy_loss, rule_distill_step)
 from deep.kl import gaussian_kl, squashed_log_prob
 from deep.networks import Ensemble
 from deep.replay import ReplayBuffer
@@ -21,6 +22,16 @@ def _filled_buffer(n, obs_dim=4, act_dim=2, seed=0):
     buf.actor.copy_(torch.randint(0, 3, (n,), generator=g))
     buf.size = n
     return buf
+
+
+def _phase(ens, teacher, rule, buf, students, mode="sampled", n_batches=150, epochs=12, batch_size=64, seed=1):
+    """A phase from member ``teacher`` of ``ens`` into ``students`` with PIEKD's step (rule None) or the rule's."""
+    gen = torch.Generator().manual_seed(seed)
+    rule = None if rule is None else rules.get(rule)
+    step = piekd_distill_step if rule is None else rule_distill_step(rule)
+    ctx = PhaseContext(ens, students, 1e-3, 0.99, 0.005, gen)
+    return distill_phase(ens, Teacher(ens, [teacher] * ens.k, gen), step, buf, control_index_sets(rule, buf, students, teacher),
+                         ctx, mode=mode, n_batches=n_batches, epochs=epochs, batch_size=batch_size)
 
 
 def _kl_to_teacher(ens, teacher, obs):
@@ -39,9 +50,7 @@ def test_distillation_phase_reduces_kl_on_held_out_states(mode, rule):
     held_out = torch.randn(1, 256, 4, generator=torch.Generator().manual_seed(9))
     before = _kl_to_teacher(ens, 1, held_out)
     params_teacher = [t.clone() for t in ens.member_tensors(1).values()]
-    gen = torch.Generator().manual_seed(1)
-    distill_phase(ens, Teacher(ens, torch.full((3,), 1), gen), None if rule is None else rules.get(rule), buf, [0, 2], 1,
-                  mode=mode, n_batches=150, epochs=8, batch_size=64, lr=1e-3, gamma=0.99, tau=0.005, generator=gen)
+    _phase(ens, 1, rule, buf, [0, 2], mode=mode)
     after = _kl_to_teacher(ens, 1, held_out)
     assert after[0] < 0.3 * before[0] and after[2] < 0.3 * before[2], (before, after)
     # the teacher itself did not move (weight 0 -> zero gradient -> fresh Adam makes no step)
@@ -56,9 +65,7 @@ def test_piekd_phase_distils_the_critic():
     obs, act = buf.obs[None, :128].expand(2, -1, -1), buf.act[None, :128].expand(2, -1, -1)
     gap = lambda: (ens.q(obs, act)[0] - ens.q(obs, act)[1]).square().mean().item()  # noqa: E731
     before = gap()
-    gen = torch.Generator().manual_seed(1)
-    distill_phase(ens, Teacher(ens, torch.full((2,), 1), gen), None, buf, [0], 1, mode="sampled", n_batches=200, epochs=1,
-                  batch_size=64, lr=1e-3, gamma=0.99, tau=0.005, generator=gen)
+    _phase(ens, 1, None, buf, [0], n_batches=200)
     assert gap() < 0.1 * before
 
 

@@ -9,8 +9,11 @@ import torch
 
 from distlab import rules
 from deep.checkpoint import load_checkpoint
-from deep.config import METHODS, TrainConfig, with_overrides
+from deep.config import TrainConfig, with_overrides
+from deep.methods import METHODS, distill_phase_of_run, extra_sac_phase, hardcopy_phase
 from deep.train import TrainingDiverged, _Killed, train
+
+PHASE_KIND = {None: "none", distill_phase_of_run: "distill", extra_sac_phase: "extra", hardcopy_phase: "hardcopy"}
 
 # Tiny networks, and few gradient steps: env steps are cheap, updates are what costs on a shared CPU.
 TINY = {"sac.width": 16, "sac.batch_size": 16, "sac.warmup_steps": 200, "distill_start": 300, "distill_interval": 300,
@@ -52,7 +55,7 @@ def test_every_method_runs(method, env):
     k = METHODS[method].default_k
     _check_run(tables, 2000, k)
     phases = tables["phases"]
-    if METHODS[method].periodic == "none":
+    if METHODS[method].phase is None:
         assert phases.empty
     else:
         assert phases.step.tolist() == [1700, 1850, 2000]
@@ -70,11 +73,11 @@ def test_best_election_waits_for_every_member_to_have_a_training_return(method):
     for step, phase in phases.iterrows():
         members_with_returns = set(returns[returns.step <= step].actor)
         if members_with_returns == {0, 1}:
-            assert phase.kind == METHODS[method].periodic
+            assert phase.kind == PHASE_KIND[METHODS[method].phase]
             assert phase.teacher == int(np.argmax([phase[f"R_{m}"] for m in range(2)]))
         else:
             assert phase.kind == "skipped" and phase.teacher == -1
-    assert (phases.kind == "skipped").any() and (phases.kind == METHODS[method].periodic).any()
+    assert (phases.kind == "skipped").any() and (phases.kind == PHASE_KIND[METHODS[method].phase]).any()
 
 
 @pytest.mark.parametrize("rule", rules.names())
@@ -127,11 +130,25 @@ def test_kill_and_resume_reaches_the_step_count_with_an_unbroken_log(tmp_path):
     assert tables["phases"].step.tolist() == [300, 600, 900, 1200]
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import deep.state
+
+    class NanReward:  # an environment whose rewards turn NaN: the critic's loss follows
+        def __init__(self, env):
+            self.env = env
+
+        def __getattr__(self, name):
+            return getattr(self.env, name)
+
+        def step(self, action):
+            obs, _, term, trunc, info = self.env.step(action)
+            return obs, math.nan, term, trunc, info
+
+    make_env = deep.state.make_env
+    monkeypatch.setattr(deep.state, "make_env", lambda env_id: NanReward(make_env(env_id)))
     cfg = tiny(env="Pendulum-v1", method="sac", steps=600, checkpoint_every=100, nan_check_every=50, out=str(tmp_path))
-    cfg = with_overrides(cfg, **{"sac.init_alpha": math.nan})
     # updates start at step 200 (end of warm-up); the check at 200 comes before that step's checkpoint
-    with pytest.raises(TrainingDiverged, match=r"alpha.* loss became NaN or inf before env step 200.*last good checkpoint \(step 100\)"):
+    with pytest.raises(TrainingDiverged, match=r"critic.* loss became NaN or inf before env step 200.*last good checkpoint \(step 100\)"):
         train(cfg)
     assert load_checkpoint(tmp_path)["step"] == 100
 

@@ -1,0 +1,309 @@
+"""The methods of ``distlab train --method``: one table entry each, made of named step functions.
+
+A step function takes the run's state (``deep.state.RunState``) and changes it; the loop in
+``deep.train`` calls them in this order at every env step after warm-up:
+
+    update(run)        updates_per_step times: sac_update (SAC, all members) | rule_update (a rule's update
+                       from a frozen teacher, every-step schedule)
+    peer_step(run)     dpd_step: each DPD peer distils from the other (Lai et al., Alg. 1, lines 5 and 8)
+    phase(run, plan)   every I env steps from distill_start: distill_phase (elect a teacher, then N
+                       minibatches of plan.phase_step: piekd_distill_step, PIEKD's KL + critic-L2, or a
+                       rule_distill_step) | extra_sac_phase (as many SAC updates) | hardcopy_phase
+
+    METHODS = {
+        "sac":                  1 member,  sac_update
+        "ensemble-sac":         K = 3,     sac_update
+        "sac-extra":            1 member,  sac_update, extra_sac_phase
+        "ensemble-sac-extra":   K = 3,     sac_update, extra_sac_phase
+        "piekd":                K = 3,     sac_update, distill_phase            (Hong et al., Alg. 1)
+        "piekd-hardcopy":       K = 3,     sac_update, hardcopy_phase           (Sec. 5.3)
+        "piekd-random-teacher": K = 3,     sac_update, distill_phase, random election (Sec. 5.4)
+        "dpd":                  K = 2,     sac_update, dpd_step                 (Lai et al., 2020)
+    }
+
+:func:`plan_of` turns a resolved config into the :class:`Plan` the loop runs (``--rule`` swaps the
+phase's step, a frozen ``--teacher`` with the every-step schedule swaps the update), and
+:func:`resolve` checks a config against its method before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from deep.config import ConfigError, TrainConfig, check_values, parse_widths
+from deep.distill import (PhaseContext, Teacher, check_rule_supported, control_index_sets, distill_phase, hardcopy,
+                          phase_batch_count, piekd_distill_step, rule_distill_step, rule_losses)
+from deep.election import recent_performance
+
+__all__ = ["Method", "Plan", "METHODS", "plan_of", "resolve", "method_of", "sac_update", "rule_update", "dpd_step",
+           "distill_phase_of_run", "extra_sac_phase", "hardcopy_phase", "WARMUP_ACTOR", "TEACHER_ACTOR"]
+
+WARMUP_ACTOR = -2  # transitions collected by uniformly random warm-up actions
+TEACHER_ACTOR = -1  # transitions collected by a frozen teacher
+
+
+# ---------------------------------------------------------------------------------------- update steps
+def sac_update(run) -> None:
+    """One SAC update of every member on its own minibatch of the shared buffer (``deep.sac``)."""
+    run.track(run.learner.update(run.buffer.sample(run.cfg.k, run.cfg.sac.batch_size, run.gen)))
+
+
+def rule_update(run) -> None:
+    """Every-step schedule: the rule's update replaces SAC's (frozen teacher, every member a student).
+
+    Critic, actor and temperature steps with SAC's optimizers, then one Polyak step of the targets; a rule
+    whose critic carries no return keeps regressing on SAC's target (its value gate needs V_k).
+    """
+    cfg, ens, lr = run.cfg, run.ens, run.learner
+    from distlab import rules
+
+    teacher = Teacher(run.frozen.ensemble, [0] * cfg.k, run.gen)
+    weight = torch.ones(cfg.k, device=run.device)
+    batch = run.buffer.sample(cfg.k, cfg.sac.batch_size, run.gen)
+    critic_loss, actor_fn = rule_losses(rules.get(cfg.rule), ens, teacher, batch, weight, cfg.sac.gamma, run.gen,
+                                        _dpd_settings(cfg), critic_fallback=True)
+    lr.critic_opt.zero_grad(set_to_none=True)
+    critic_loss.backward()
+    lr.critic_opt.step()
+    actor_loss, log_prob = actor_fn()
+    if actor_loss is not None:
+        lr.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        lr.actor_opt.step()
+        run.track({"rule_actor": actor_loss.detach()})
+    if log_prob is not None:
+        alpha_loss = (-ens.log_alpha[:, None] * (log_prob.detach() + lr.target_entropy)).mean(-1).sum()
+        lr.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        lr.alpha_opt.step()
+    ens.soft_update_targets(cfg.sac.tau)
+    run.track({"rule_critic": critic_loss.detach()})
+
+
+def _dpd_settings(cfg: TrainConfig) -> dict:
+    return dict(weight=cfg.dpd_weight, alpha=cfg.dpd_alpha, clip=cfg.dpd_clip)
+
+
+def dpd_state_indices(run) -> torch.Tensor:
+    """(2, dpd_batch) replay indices DPD's peers distil on.
+
+    ``dpd_states="peer"`` (default): peer k distils on states the *other* peer collected (Eq. 11: s ~ the
+    peer's policy; the paper's text: "we sample a mini-batch of transitions from the buffer of" the peer),
+    among that peer's last ``dpd_recent`` transitions; while the peer has none yet (just after warm-up),
+    the last ``dpd_recent`` transitions of anyone. ``"recent"``: the last ``dpd_recent`` transitions of the
+    shared buffer for both peers (mostly one actor's, since the acting member changes per episode).
+    """
+    cfg, buf = run.cfg, run.buffer
+    rows = []
+    for k in range(2):
+        pool = buf.recent_indices_of_actor(1 - k, cfg.dpd_recent) if cfg.dpd_states == "peer" else None
+        if pool is None:
+            pool = buf.recent_indices(cfg.dpd_recent)
+        rows.append(pool[torch.randint(0, pool.numel(), (cfg.dpd_batch,), device=run.device, generator=run.gen)])
+    return torch.stack(rows)
+
+
+def dpd_step(run) -> None:
+    """DPD (Lai et al., Alg. 1, lines 5 and 8): each peer distils from the other, weighted by xi = V_peer - V_self
+    (Eq. 9 indicator or Eq. 11 exp weight; ``deep.distill``), with its own Adam (lr 1e-4, batch 64)."""
+    from distlab import rules
+
+    cfg = run.cfg
+    teacher = Teacher(run.ens, [1, 0], run.gen)
+    weight = torch.ones(cfg.k, device=run.device)
+    batch = run.buffer.gather(dpd_state_indices(run))
+    _, actor_fn = rule_losses(rules.get("dpd"), run.ens, teacher, batch, weight, cfg.sac.gamma, run.gen, _dpd_settings(cfg))
+    loss, _ = actor_fn()
+    run.dpd_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.dpd_opt.step()
+    run.track({"dpd": loss.detach()})
+
+
+# ---------------------------------------------------------------------------------------- phases
+def _log_phase(run, kind: str, teacher: int, batches: int, performance=None) -> None:
+    row = dict(step=run.step, kind=kind, teacher=int(teacher), batches=int(batches))
+    if performance is not None:
+        row.update({f"R_{m}": float(performance[m]) for m in range(run.cfg.k)})
+    run.phase_log.append(row)
+
+
+def _phase_size(run) -> int:
+    cfg = run.cfg
+    return phase_batch_count(cfg.distill_mode, cfg.distill_batches, cfg.distill_epochs, cfg.sac.batch_size, run.buffer.size)
+
+
+def extra_sac_phase(run, plan) -> None:
+    """The *-extra baselines: as many extra SAC updates as a distillation phase has minibatches."""
+    n = _phase_size(run)
+    for _ in range(n):
+        sac_update(run)
+    _log_phase(run, "extra", -1, n)
+
+
+def _elect(run, kind: str):
+    """(teacher member, R_k) for a phase, or None (logged as skipped) while ``best`` has no evidence.
+
+    ``best`` ranks the members by R_k; a member without a training episode since warm-up gives no evidence
+    (R_k = -inf), and electing anyway would spread an untrained policy (at distill_start = the end of
+    warm-up no member has one). Random and bandit elections do not rank by R_k and run as scheduled.
+    """
+    performance = recent_performance(run.member_returns, run.cfg.perf_window)
+    if run.election.strategy == "best" and not np.isfinite(performance).all():
+        _log_phase(run, "skipped", -1, 0, performance)
+        return None
+    return run.election.elect(performance), performance
+
+
+def hardcopy_phase(run, plan) -> None:
+    """PIEKD (hardcopy), Sec. 5.3: copy the elected teacher's networks, temperature and Adam moments."""
+    elected = _elect(run, "hardcopy")
+    if elected is None:
+        return
+    teacher, performance = elected
+    hardcopy(run.ens, run.learner.optimizers(), teacher, [m for m in range(run.cfg.k) if m != teacher])
+    _log_phase(run, "hardcopy", teacher, 0, performance)
+
+
+def distill_phase_of_run(run, plan) -> None:
+    """PIEKD's phase (Alg. 1): elect a teacher t (or take the frozen one), then distil every other member with
+    ``plan.phase_step`` on minibatches of the buffer (fresh Adam, lr distill_lr; see ``deep.distill``)."""
+    cfg = run.cfg
+    if run.frozen is not None:
+        teacher_id, source, students, performance = TEACHER_ACTOR, run.frozen.ensemble, list(range(cfg.k)), None
+        teacher_of = [0] * cfg.k
+    else:
+        elected = _elect(run, "distill")
+        if elected is None:
+            return
+        teacher_id, performance = elected
+        source, students, teacher_of = run.ens, [m for m in range(cfg.k) if m != teacher_id], [teacher_id] * cfg.k
+    from distlab import rules
+
+    rule = rules.get(cfg.rule) if cfg.rule else None
+    ctx = PhaseContext(run.ens, students, cfg.distill_lr, cfg.sac.gamma, cfg.sac.tau, run.gen, _dpd_settings(cfg))
+    losses = distill_phase(run.ens, Teacher(source, teacher_of, run.gen), plan.phase_step, run.buffer,
+                           control_index_sets(rule, run.buffer, students, teacher_id), ctx, mode=cfg.distill_mode,
+                           n_batches=cfg.distill_batches, epochs=cfg.distill_epochs, batch_size=cfg.sac.batch_size)
+    for item in losses:
+        run.track(item)
+    _log_phase(run, "distill", teacher_id, len(losses), performance)
+
+
+# ---------------------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class Method:
+    """One ``--method``: its default ensemble size, K constraint and step functions (module docstring)."""
+
+    default_k: int
+    update: Callable = sac_update
+    peer_step: Callable | None = None
+    phase: Callable | None = None
+    members: str = "any"  # "one" (a single agent), "two" (DPD's peers), "any"
+    election: str | None = None  # forced election strategy
+    summary: str = ""
+
+
+METHODS: dict[str, Method] = {
+    "sac": Method(1, members="one", summary="SAC (Haarnoja et al., 2018b)"),
+    "ensemble-sac": Method(3, summary="K independent SAC members sharing one replay buffer"),
+    "sac-extra": Method(1, phase=extra_sac_phase, members="one", summary="SAC + as many extra updates as a phase"),
+    "ensemble-sac-extra": Method(3, phase=extra_sac_phase, summary="ensemble SAC + extra updates"),
+    "piekd": Method(3, phase=distill_phase_of_run, summary="PIEKD (Hong et al., Alg. 1)"),
+    "piekd-hardcopy": Method(3, phase=hardcopy_phase, summary="PIEKD with parameter copies (Sec. 5.3)"),
+    "piekd-random-teacher": Method(3, phase=distill_phase_of_run, election="random", summary="PIEKD, random teacher (Sec. 5.4)"),
+    "dpd": Method(2, peer_step=dpd_step, members="two", summary="dual policy distillation (Lai et al., 2020)"),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the loop runs for one resolved config."""
+
+    update: Callable
+    peer_step: Callable | None
+    phase: Callable | None
+    phase_step: Callable | None
+    teacher_acts: bool  # a frozen teacher collects the data (teacher-controlled rule, every-step schedule)
+
+
+def method_of(name: str) -> Method:
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def plan_of(cfg: TrainConfig) -> Plan:
+    """The step functions of resolved ``cfg``: the method's, with ``--rule`` / ``--teacher`` swapped in."""
+    from distlab import rules
+
+    method = method_of(cfg.method)
+    rule = rules.get(cfg.rule) if cfg.rule else None
+    if cfg.schedule == "every-step":  # a rule from a frozen teacher at every gradient step, no phases
+        return Plan(rule_update, method.peer_step, None, None, teacher_acts=rule.control == "teacher")
+    phase_step = None
+    if method.phase is distill_phase_of_run:
+        phase_step = rule_distill_step(rule) if rule is not None else piekd_distill_step
+    return Plan(method.update, method.peer_step, method.phase, phase_step, teacher_acts=False)
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """Fill the method's defaults and check every argument, before any work starts (ConfigError).
+
+    Checks: values (``deep.config.check_values``), env exists (gymnasium registry), method, K >= 1 (K = 1 for
+    single-agent methods, K = 2 for dpd, K >= 2 for elected teachers), rule (registry, and every component
+    mapped to SAC), election, widths and schedules.
+    """
+    from distlab import rules
+
+    from deep.envs import check_env_id
+
+    cfg = replace(cfg, widths=parse_widths(cfg.widths))
+    check_values(cfg)
+    method = method_of(cfg.method)
+    try:
+        check_env_id(cfg.env)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    k = method.default_k if cfg.k is None else cfg.k
+    if k < 1:
+        raise ConfigError(f"k must be >= 1 (ensemble size); got {k}")
+    if method.members == "one" and k != 1:
+        raise ConfigError(f"method {cfg.method!r} is a single agent: k must be 1, got {k} (use ensemble-{cfg.method})")
+    if method.members == "two" and k != 2:
+        raise ConfigError(f"method 'dpd' distils between two peers: k must be 2, got {k}")
+    if method.election and cfg.election not in ("best", method.election):
+        raise ConfigError(f"method {cfg.method!r} fixes the election to {method.election!r}; got --election {cfg.election!r}")
+    election = method.election or cfg.election
+    distills = method.phase is distill_phase_of_run
+    if cfg.rule is not None:
+        try:
+            rule = rules.get(cfg.rule)
+            check_rule_supported(rule)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if not distills:
+            raise ConfigError(f"--rule applies to the distillation step of piekd / piekd-random-teacher; method {cfg.method!r} has none")
+    if cfg.teacher is not None and not distills:
+        raise ConfigError(f"--teacher applies to piekd (distil from a frozen teacher); method {cfg.method!r} has no distillation step")
+    if method.phase in (distill_phase_of_run, hardcopy_phase) and cfg.teacher is None and k < 2:
+        raise ConfigError(f"method {cfg.method!r} elects a teacher among the members: k must be >= 2, got {k} (or give a frozen --teacher)")
+    schedule = cfg.schedule
+    if schedule == "auto":
+        schedule = "every-step" if (cfg.teacher is not None and cfg.rule is not None) else "periodic"
+    if schedule == "every-step" and cfg.rule is None:
+        raise ConfigError("schedule 'every-step' needs a --rule (PIEKD's own step is periodic)")
+    if schedule == "every-step" and cfg.teacher is None:
+        raise ConfigError("schedule 'every-step' distils from a frozen --teacher; an elected member needs 'periodic'")
+    widths = cfg.widths if cfg.widths is not None else (cfg.sac.width,) * k
+    if len(widths) == 1 and k > 1:
+        widths = widths * k
+    if len(widths) != k:
+        raise ConfigError(f"widths must give one positive width per member (k = {k}); got {cfg.widths}")
+    if method.phase is hardcopy_phase and len(set(widths)) > 1:
+        raise ConfigError(f"piekd-hardcopy copies parameters: all widths must be equal; got {widths}")
+    return replace(cfg, k=k, widths=widths, election=election, schedule=schedule)
