@@ -3,16 +3,17 @@
 * ``best``: k_t = argmax_k R_k, R_k the mean of member k's last M training returns (PIEKD Sec. 4.4).
 * ``random``: uniform over members (PIEKD Sec. 5.4, "random teacher").
 * ``epsilon-greedy``, ``ucb1``, ``thompson``: multi-armed bandits whose arms are the members and whose
-  reward is the students' return change after distilling from that teacher (seed 003, Sec. "multi-teacher
-  policy distillation as a bandit"): at the next election, the previous teacher's arm receives
-  ``mean_{students k} (R_k(now) - R_k(at distillation))``. Arms never played are played first (lowest
-  index first). Then
+  reward is the students' return change after distilling from that teacher (seed 003, Sec. 3.5,
+  "multi-teacher policy distillation" as a bandit): at the next election, the previous teacher's arm
+  receives ``mean_{students k} (R_k(now) - R_k(at distillation))``. The formulas are those of
+  ``distlab.bandits`` (shared with the tabular ``multi-teacher`` study):
 
   - epsilon-greedy: the arm with the highest mean bandit reward with probability 1 - eps, else uniform;
-  - UCB1 (Auer et al., 2002): argmax_i mean_i + c * scale * sqrt(2 ln n / n_i); returns are not in
-    [0, 1] as UCB1 assumes, so the bonus is multiplied by ``scale``, the standard deviation of all bandit
-    rewards seen so far (1 until two are seen);
-  - Thompson sampling with a Gaussian posterior per arm: theta_i ~ N(mean_i, scale^2 / n_i), argmax.
+  - UCB1 (Auer et al., 2002): every arm once, then argmax_i mean_i + c * scale * sqrt(2 ln n / n_i);
+    return changes are not in [0, 1] as UCB1 assumes, so the bonus is multiplied by ``scale``, the
+    standard deviation of all bandit rewards seen so far (1 until two differ);
+  - Thompson sampling, Gaussian prior N(0, scale^2) and reward noise of std ``scale``: theta_i ~
+    N(S_i / (n_i + 1), scale^2 / (n_i + 1)), argmax.
 
 A tie in R_k or a bandit score goes to the lowest index.
 """
@@ -20,6 +21,8 @@ A tie in R_k or a bandit score goes to the lowest index.
 from __future__ import annotations
 
 import numpy as np
+
+from distlab import bandits
 
 from deep.config import ELECTIONS
 
@@ -75,20 +78,9 @@ class TeacherElection:
             return int(np.argmax(performance))
         if self.strategy == "random":
             return int(self.rng.integers(self.k))
-        unplayed = np.flatnonzero(self.counts == 0)
-        if unplayed.size:
-            return int(unplayed[0])
-        means = self.sums / self.counts
-        if self.strategy == "epsilon-greedy":
-            if self.rng.random() < self.epsilon:
-                return int(self.rng.integers(self.k))
-            return int(np.argmax(means))
         scale = self._scale()
-        if self.strategy == "ucb1":
-            n = self.counts.sum()
-            return int(np.argmax(means + self.ucb_c * scale * np.sqrt(2.0 * np.log(n) / self.counts)))
-        # thompson
-        return int(np.argmax(self.rng.normal(means, scale / np.sqrt(self.counts))))
+        return bandits.choose_arm(self.strategy, self.counts, self.sums, self.rng, epsilon=self.epsilon, c=self.ucb_c,
+                                  scale=scale, sigma=scale, prior_mean=0.0)
 
     def state_dict(self) -> dict:
         return dict(counts=self.counts.copy(), sums=self.sums.copy(), rewards=list(self.rewards),

@@ -9,9 +9,10 @@ deviation ``noise[k]`` added to teacher k's Q-table, softmax at ``teacher_temper
 student runs ``steps_per_round`` steps of on-policy distillation (sampled) from the chosen teacher; the
 bandit's reward is the student's return afterwards divided by the gridworld's reward (10), in [0, 1].
 
-Bandits: ``random``; ``epsilon-greedy`` (epsilon = 0.1, empirical means); ``ucb1`` (Auer et al., 2002:
-``mean_k + sqrt(2 ln n / n_k)``, every arm once first); ``thompson`` (Gaussian posterior
-``N(mean_k, sigma^2 / (n_k + 1))`` with ``sigma = 0.1`` and prior mean 0.5).
+Bandits (``distlab.bandits``, the formulas and their sources): ``random``; ``epsilon-greedy`` (epsilon =
+0.1, empirical means); ``ucb1`` (Auer et al., 2002: ``mean_k + sqrt(2 ln n / n_k)``, every arm once
+first; rewards are in [0, 1] as UCB1 assumes, so c = scale = 1); ``thompson`` (Gaussian posterior
+``N((0.5 + S_k) / (n_k + 1), sigma^2 / (n_k + 1))``: prior mean 0.5, ``sigma = 0.1``).
 Measured per round: the chosen teacher, its (exact) return, the student's return, and the pseudo-regret
 ``max_k V_k - V_chosen`` of choosing that teacher (V: exact teacher returns), cumulated.
 """
@@ -23,11 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from distlab import teachers
+from distlab import bandits, teachers
 from distlab.studies import _common
 
 FIGURE = "fig_multi_teacher"
-BANDITS = ("random", "epsilon-greedy", "ucb1", "thompson")
+BANDITS = bandits.STRATEGIES
+THOMPSON_PRIOR_MEAN = 0.5  # the middle of the [0, 1] reward range
 
 
 @dataclass(frozen=True)
@@ -77,24 +79,8 @@ def noisy_q_teachers(batch, first: int, noise, temperature: float) -> np.ndarray
 
 
 def choose_arm(bandit: str, counts, sums, rng, epsilon: float, sigma: float) -> int:
-    """One bandit decision from the arms' pull counts and reward sums (see the module docstring)."""
-    K = len(counts)
-    means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-    if bandit == "random":
-        return int(rng.integers(K))
-    if bandit == "epsilon-greedy":
-        if rng.random() < epsilon or counts.sum() == 0:
-            return int(rng.integers(K))
-        return int(np.argmax(means))
-    if bandit == "ucb1":
-        untried = np.flatnonzero(counts == 0)
-        if untried.size:
-            return int(untried[0])
-        return int(np.argmax(means + np.sqrt(2.0 * np.log(counts.sum()) / counts)))
-    if bandit == "thompson":
-        post_mean = (0.5 + sums) / (counts + 1)
-        return int(np.argmax(post_mean + sigma / np.sqrt(counts + 1) * rng.standard_normal(K)))
-    raise ValueError(f"unknown bandit {bandit!r}; valid: {', '.join(BANDITS)}")
+    """The study's bandit decision: ``distlab.bandits.choose_arm`` with Thompson's prior mean 0.5."""
+    return bandits.choose_arm(bandit, counts, sums, rng, epsilon=epsilon, sigma=sigma, prior_mean=THOMPSON_PRIOR_MEAN)
 
 
 def run_cell(cell: dict) -> pd.DataFrame:
