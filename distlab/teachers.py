@@ -109,6 +109,7 @@ def _greedy_random_ties(q, rng):
 
 @nb.njit(cache=True)
 def _uniform_action(n_actions, rng):
+    """An action drawn uniformly from ``0 .. n_actions-1`` (epsilon-greedy exploration)."""
     return min(int(uniform(rng) * n_actions), n_actions - 1)
 
 
