@@ -1,17 +1,33 @@
-"""Teachers: tabular Q-learning, softmax/greedy policies from any Q, and noisy teachers (Fig. 5).
+"""Teachers: tabular Q-learning, softmax/greedy policies from any Q, noisy teachers and Monte Carlo teacher values.
 
 *Distilling Policy Distillation* (Sec. 3.2, App. A.4) distils from teachers trained by Q-learning with
 epsilon-greedy exploration (epsilon = 0.1); its Fig. 3 varies the teacher's temperature and its Fig. 5
-flips the teacher's most probable action in a fraction of the states.
+flips the teacher's most probable action in a fraction of the states and gives the rules that read the
+teacher's value an estimate from 100 sampled episodes (:func:`monte_carlo_values`).
+
+Sampling uses the RNG kit :mod:`distlab.rollout` (one xoshiro256+ stream per MDP), so Q-tables and
+value estimates do not depend on the number of threads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import warnings
+
 import numba as nb
 import numpy as np
 
+from distlab import exact
+from distlab.rollout import (
+    continuation_cdf,
+    draw,
+    draw_next,
+    generator_states,
+    initial_state,
+    policy_cdf,
+    uniform,
+)
 from mdps import MDPBatch, TabularMDP
 
 __all__ = [
@@ -22,6 +38,9 @@ __all__ = [
     "greedy_policy",
     "epsilon_greedy_policy",
     "noisy_teacher",
+    "monte_carlo_values",
+    "monte_carlo_values_batch",
+    "MC_STARTS",
 ]
 
 
@@ -58,7 +77,10 @@ class QLearningConfig:
 
 @nb.njit(cache=True)
 def sample_index(p, u):
-    """Index ``i`` with cumulative ``p[:i] <= u < p[:i+1]``; ``len(p)`` if ``u`` is past the total mass."""
+    """Index ``i`` with cumulative ``p[:i] <= u < p[:i+1]``; ``len(p)`` if ``u`` is past the total mass.
+
+    Kept for ``distlab.studies.chain``'s own rollout; distlab's kernels sample with :mod:`distlab.rollout`.
+    """
     acc = 0.0
     for i in range(p.shape[0]):
         acc += p[i]
@@ -68,7 +90,8 @@ def sample_index(p, u):
 
 
 @nb.njit(cache=True)
-def _greedy_random_ties(q):
+def _greedy_random_ties(q, rng):
+    """``argmax_a q[a]`` with ties broken uniformly at random (reservoir sampling over the tied actions)."""
     best = q[0]
     count = 1
     choice = 0
@@ -79,26 +102,29 @@ def _greedy_random_ties(q):
             choice = a
         elif q[a] == best:
             count += 1
-            if np.random.random() * count < 1.0:  # reservoir sampling among ties
+            if uniform(rng) * count < 1.0:
                 choice = a
     return choice
 
 
 @nb.njit(cache=True)
-def _q_learning(next_state, next_prob, R, mu0, Q, episodes, lr, lr_power, epsilon, max_steps, seed):
-    np.random.seed(seed)
-    S, A, K = next_prob.shape
+def _uniform_action(n_actions, rng):
+    """An action drawn uniformly from ``0 .. n_actions-1`` (epsilon-greedy exploration)."""
+    return min(int(uniform(rng) * n_actions), n_actions - 1)
+
+
+@nb.njit(cache=True)
+def _q_learning(next_state, next_cdf, R, mu0_cdf, Q, episodes, lr, lr_power, epsilon, max_steps, rng):
+    S, A, K = next_cdf.shape
     visits = np.zeros((S, A))
     for _ in range(episodes):
-        s = sample_index(mu0, np.random.random())
-        if s >= S:
-            s = S - 1
+        s = initial_state(mu0_cdf, uniform(rng))
         for _ in range(max_steps):
-            if np.random.random() < epsilon:
-                a = np.random.randint(A)
+            if uniform(rng) < epsilon:
+                a = _uniform_action(A, rng)
             else:
-                a = _greedy_random_ties(Q[s])
-            k = sample_index(next_prob[s, a], np.random.random())
+                a = _greedy_random_ties(Q[s], rng)
+            k = draw_next(next_cdf, s, a, uniform(rng))
             target = R[s, a]
             if k < K:
                 s2 = next_state[s, a, k]
@@ -111,31 +137,188 @@ def _q_learning(next_state, next_prob, R, mu0, Q, episodes, lr, lr_power, epsilo
 
 
 @nb.njit(cache=True, parallel=True)
-def _q_learning_batch(next_state, next_prob, R, mu0, Q, episodes, lr, lr_power, epsilon, max_steps, seeds):
-    # Each MDP reseeds its thread's generator: results do not depend on the number of threads.
+def _q_learning_batch(next_state, next_prob, R, mu0, Q, episodes, lr, lr_power, epsilon, max_steps, rngs):
+    # MDP b draws only from its own generator rngs[b]: results do not depend on the number of threads.
     for b in nb.prange(next_prob.shape[0]):
-        _q_learning(next_state[b], next_prob[b], R[b], mu0[b], Q[b], episodes, lr, lr_power, epsilon, max_steps, seeds[b])
+        _q_learning(next_state[b], continuation_cdf(next_prob[b]), R[b], np.cumsum(mu0[b]), Q[b], episodes, lr,
+                    lr_power, epsilon, max_steps, rngs[b])
 
 
-def _seed32(seed: int) -> int:
-    return int(np.random.SeedSequence(seed).generate_state(1)[0])
+def _per_mdp_generators(seed: int, n: int) -> np.ndarray:
+    """(n, 4) generator states; MDP ``i`` gets the stream of seed ``seed + i`` (batch == single-MDP call)."""
+    return np.concatenate([generator_states(seed + i, 1) for i in range(n)])
 
 
 def q_learning(mdp: TabularMDP, config: QLearningConfig = QLearningConfig(), seed: int = 0) -> np.ndarray:
     """Q-table (S, A) learned by epsilon-greedy Q-learning on sampled episodes (see QLearningConfig)."""
     Q = np.zeros((mdp.n_states, mdp.n_actions))
     c = config
-    _q_learning(mdp.next_state, mdp.next_prob, mdp.R, mdp.mu0, Q, c.episodes, c.learning_rate, c.lr_power, c.epsilon, c.max_steps, _seed32(seed))
+    _q_learning(mdp.next_state, continuation_cdf(mdp.next_prob), mdp.R, np.cumsum(mdp.mu0), Q, c.episodes,
+                c.learning_rate, c.lr_power, c.epsilon, c.max_steps, generator_states(seed, 1)[0])
     return Q
 
 
 def q_learning_batch(batch: MDPBatch, config: QLearningConfig = QLearningConfig(), seed: int = 0) -> np.ndarray:
     """:func:`q_learning` on every MDP of ``batch`` in parallel; MDP ``i`` uses ``seed + i``."""
     Q = np.zeros((len(batch), batch.n_states, batch.n_actions))
-    seeds = np.array([_seed32(seed + i) for i in range(len(batch))], dtype=np.int64)
     c = config
-    _q_learning_batch(batch.next_state, batch.next_prob, batch.R, batch.mu0, Q, c.episodes, c.learning_rate, c.lr_power, c.epsilon, c.max_steps, seeds)
+    _q_learning_batch(batch.next_state, batch.next_prob, batch.R, batch.mu0, Q, c.episodes, c.learning_rate,
+                      c.lr_power, c.epsilon, c.max_steps, _per_mdp_generators(seed, len(batch)))
     return Q
+
+
+# --- Monte Carlo teacher values (Fig. 5: "V_pi estimated from 100 sampled trajectories") -----------------
+
+MC_STARTS = ("mu0", "all")
+
+
+@nb.njit(cache=True)
+def _accumulate_episode(next_state, next_cdf, R, pi_cdf, s, max_steps, rng, states, rewards, total, visits):
+    """Roll out ``pi`` from ``s`` and add every visit's return-to-go to ``total`` / ``visits``.
+
+    Returns 1 if the episode was cut at ``max_steps`` (its returns are then too short), else 0.
+    """
+    K = next_cdf.shape[2]
+    n = 0
+    ended = False
+    while n < max_steps:
+        a = draw(pi_cdf, s, uniform(rng))
+        states[n] = s
+        rewards[n] = R[s, a]
+        n += 1
+        k = draw_next(next_cdf, s, a, uniform(rng))
+        if k >= K:
+            ended = True
+            break
+        s = next_state[s, a, k]
+    G = 0.0
+    for t in range(n - 1, -1, -1):  # every visit: G_t = r_t + G_{t+1}, undiscounted (P carries termination)
+        G += rewards[t]
+        total[states[t]] += G
+        visits[states[t]] += 1
+    return 0 if ended else 1
+
+
+@nb.njit(cache=True)
+def _monte_carlo_sums(next_state, next_prob, R, mu0, pi, episodes, from_every_state, max_steps, rng, total, visits):
+    """Sums of returns and visit counts of ``episodes`` episodes (from ``mu0``, or from every state)."""
+    S = next_prob.shape[0]
+    next_cdf = continuation_cdf(next_prob)
+    pi_cdf = policy_cdf(pi)
+    mu0_cdf = np.cumsum(mu0)
+    states = np.empty(max_steps, dtype=np.int64)
+    rewards = np.empty(max_steps)
+    truncated = 0
+    if from_every_state:
+        for s0 in range(S):
+            for _ in range(episodes):
+                truncated += _accumulate_episode(next_state, next_cdf, R, pi_cdf, s0, max_steps, rng, states, rewards, total, visits)
+    else:
+        for _ in range(episodes):
+            s0 = initial_state(mu0_cdf, uniform(rng))
+            truncated += _accumulate_episode(next_state, next_cdf, R, pi_cdf, s0, max_steps, rng, states, rewards, total, visits)
+    return truncated
+
+
+@nb.njit(cache=True, parallel=True)
+def _monte_carlo_sums_batch(next_state, next_prob, R, mu0, pi, episodes, from_every_state, max_steps, rngs, total,
+                            visits, truncated):
+    # MDP b draws only from its own generator rngs[b]: results do not depend on the number of threads.
+    for b in nb.prange(next_prob.shape[0]):
+        truncated[b] = _monte_carlo_sums(next_state[b], next_prob[b], R[b], mu0[b], pi[b], episodes, from_every_state,
+                                         max_steps, rngs[b], total[b], visits[b])
+
+
+def _check_monte_carlo_options(episodes, min_visits, starts, fallback, max_steps) -> None:
+    for name, value, minimum in (("episodes", episodes, 1), ("min_visits", min_visits, 0), ("max_steps", max_steps, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    if starts not in MC_STARTS:
+        raise ValueError(f"unknown starts {starts!r}; valid: {', '.join(map(repr, MC_STARTS))}")
+    if isinstance(fallback, bool) or not isinstance(fallback, (int, float, np.number)) or not np.isfinite(fallback):
+        raise ValueError(f"fallback must be a finite number; got {fallback!r}")
+
+
+def _values_from_sums(total, visits, min_visits, fallback) -> np.ndarray:
+    """Every-visit mean where a state has ``max(min_visits, 1)`` visits or more, ``fallback`` elsewhere."""
+    enough = visits >= max(min_visits, 1)
+    return np.where(enough, total / np.maximum(visits, 1), fallback)
+
+
+def _warn_truncations(truncated: int, max_steps: int) -> None:
+    if truncated:
+        warnings.warn(f"{truncated} Monte Carlo episode(s) reached max_steps = {max_steps} before ending: their "
+                      "returns are truncated (raise max_steps)", stacklevel=3)
+
+
+def monte_carlo_values(
+    mdp: TabularMDP,
+    pi,
+    episodes: int,
+    seed: int,
+    *,
+    min_visits: int = 0,
+    starts: str = "mu0",
+    fallback: float = 0.0,
+    max_steps: int = 100_000,
+    return_visits: bool = False,
+):
+    """Every-visit Monte Carlo estimate ``V_hat`` (S,) of ``V_pi`` from ``episodes`` sampled episodes.
+
+    Sutton & Barto (2018, Sec. 5.1): ``V_hat(s) = sum_{t: s_t = s} G_t / N(s)`` with the return-to-go
+    ``G_t = sum_{i >= t} r_i`` (undiscounted; the MDP's termination mass plays the discount) over every
+    visit of every episode, ``N(s)`` the number of visits. The taxonomy paper's Fig. 5 (Sec. 4) uses 100
+    episodes from the start state (``starts="mu0"``). ``starts="all"`` runs ``episodes`` episodes from
+    *every* state instead (S x episodes in all), so each state has at least ``episodes`` visits.
+
+    ``min_visits``: states with fewer visits (and unvisited states, always) get ``fallback`` instead of
+    their mean. Why the default fallback 0: a state's estimate from a few visits can be far off (the
+    return of an episode is 0 or 10 in the gridworlds), and a rule that looks one step ahead on
+    ``r + E V_hat(s')`` (``td-teacher-v``) is drawn into a falsely high state; with non-negative rewards 0
+    is the lowest possible value, so unreliable states look worst and the student keeps to the
+    well-estimated ones (pessimism). Pass another ``fallback`` for other reward ranges.
+
+    Randomness: one xoshiro256+ stream from ``seed`` (:mod:`distlab.rollout`). Episodes longer than
+    ``max_steps`` are cut (a warning says how many). With ``return_visits`` also returns ``N`` (S,)
+    int64, the visit counts.
+    """
+    _check_monte_carlo_options(episodes, min_visits, starts, fallback, max_steps)
+    pi = np.ascontiguousarray(exact.check_policy(pi, mdp.n_states, mdp.n_actions))
+    total = np.zeros(mdp.n_states)
+    visits = np.zeros(mdp.n_states, dtype=np.int64)
+    truncated = _monte_carlo_sums(mdp.next_state, mdp.next_prob, mdp.R, mdp.mu0, pi, int(episodes), starts == "all",
+                                  int(max_steps), generator_states(seed, 1)[0], total, visits)
+    _warn_truncations(int(truncated), max_steps)
+    V_hat = _values_from_sums(total, visits, min_visits, fallback)
+    return (V_hat, visits) if return_visits else V_hat
+
+
+def monte_carlo_values_batch(
+    batch: MDPBatch,
+    pis,
+    episodes: int,
+    seed: int,
+    *,
+    min_visits: int = 0,
+    starts: str = "mu0",
+    fallback: float = 0.0,
+    max_steps: int = 100_000,
+    return_visits: bool = False,
+):
+    """:func:`monte_carlo_values` (B, S) for every MDP of ``batch`` in parallel; MDP ``i`` uses ``seed + i``."""
+    _check_monte_carlo_options(episodes, min_visits, starts, fallback, max_steps)
+    B, S, A = len(batch), batch.n_states, batch.n_actions
+    pis = np.ascontiguousarray(exact.check_policy(pis, S, A, name="pis"))
+    if pis.shape != (B, S, A):
+        raise ValueError(f"pis must have shape (B, S, A) = ({B}, {S}, {A}); got {pis.shape}")
+    total = np.zeros((B, S))
+    visits = np.zeros((B, S), dtype=np.int64)
+    truncated = np.zeros(B, dtype=np.int64)
+    _monte_carlo_sums_batch(batch.next_state, batch.next_prob, batch.R, batch.mu0, pis, int(episodes), starts == "all",
+                            int(max_steps), _per_mdp_generators(seed, B), total, visits, truncated)
+    _warn_truncations(int(truncated.sum()), max_steps)
+    V_hat = _values_from_sums(total, visits, min_visits, fallback)
+    return (V_hat, visits) if return_visits else V_hat
 
 
 def softmax_policy(Q, temperature: float = 1.0) -> np.ndarray:

@@ -84,10 +84,10 @@ def test_monte_carlo_values_converge_to_the_exact_value():
     pi = teachers.epsilon_greedy_policy(exact.optimal(mdp)[1], 0.3)
     V, _, _ = exact.evaluate(mdp, pi)
     start = int(mdp.mu0.argmax())
-    V_hat = noisy_teacher.monte_carlo_values(mdp, pi, episodes=20_000, seed=0)
+    V_hat = teachers.monte_carlo_values(mdp, pi, episodes=20_000, seed=0)
     # Returns are in [0, 10]: the standard error of 20k episodes is below 0.04.
     assert abs(V_hat[start] - V[start]) < 0.15
-    few = noisy_teacher.monte_carlo_values(mdp, pi, episodes=3, seed=0)
+    few = teachers.monte_carlo_values(mdp, pi, episodes=3, seed=0)
     _, _, visits = exact.evaluate(mdp, pi)
     assert (few[visits == 0] == 0).all()
 
