@@ -451,6 +451,7 @@ def sampled_update_kernel(next_state, next_prob, R, mu0, alias, theta, teacher, 
     has_score = reward != R_NONE or score != S_RETURN or env_reward
     correct = baseline_code != BASELINE_NONE and not (control == C_STUDENT and exploration == X_NONE)
     buffer = max(max_steps, N)
+    episodes_per_sample = 1
     for c in nb.prange(chunk_seeds.shape[0]):
         rng = chunk_seeds[c].copy()
         carry = np.array([-1, 0, -1, 0], dtype=np.int64)
@@ -473,42 +474,44 @@ def sampled_update_kernel(next_state, next_prob, R, mu0, alias, theta, teacher, 
         n_transitions = 0
         for _ in range(chunk_units[c]):
             n_touched = 0
-            # What one step consumes (module docstring). Written out in each driver rather than in one helper: a
-            # call with more than 30 arguments compiles to a *args call, which numba cannot inline and which costs
-            # ~0.7 us a step in reference counting (a third of on-policy distillation's time).
+            # one sample is what a training step consumes (see train_one)
             if transitions_mode:
                 if peer_states:  # DPD's loss on the peer's states: a stream of its own
-                    n_touched, tr = sample_unroll(rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, N, carry, 2, weight,
-                                                  loss_w, touched, touched_list, n_touched, states, actions, ends)
+                    n_touched, tr = sample_unroll(
+                        rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, N, carry, 2, weight, loss_w, touched,
+                        touched_list, n_touched, states, actions, ends)
                     n_transitions += N
                     n_trunc += tr
                 if has_score or not peer_states:
-                    n_touched, tr = sample_unroll(rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, N, carry, 0,
-                                                  control_weight, loss_w, touched, touched_list, n_touched, states, actions, ends)
+                    n_touched, tr = sample_unroll(
+                        rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, N, carry, 0, control_weight, loss_w,
+                        touched, touched_list, n_touched, states, actions, ends)
                     n_transitions += N
                     n_trunc += tr
                     if has_score:
-                        unroll_scores(N, carry[0], states, actions, ends, alias, R, reward, score, env_reward, loss, teacher_v,
-                                      mask, weight, target, log_t, centred_t, argmax_t, entropy_t, probs, logp, beh_cdf,
-                                      baseline_code, baseline_lr, baseline_v, baseline_sum, returns, score_w)
+                        unroll_scores(
+                            N, carry[0], states, actions, ends, alias, R, reward, score, env_reward, loss, teacher_v,
+                            mask, weight, target, log_t, centred_t, argmax_t, entropy_t, probs, logp, beh_cdf,
+                            baseline_code, baseline_lr, baseline_v, baseline_sum, returns, score_w)
             else:
-                for _ in range(1):
+                for _ in range(episodes_per_sample):
                     if peer_states:
-                        T, n_touched, truncated = sample_episode(rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, weight,
-                                                                 loss_w, touched, touched_list, n_touched, states, actions)
+                        T, n_touched, truncated = sample_episode(
+                            rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, weight, loss_w, touched,
+                            touched_list, n_touched, states, actions)
                         n_transitions += T
                         n_trunc += truncated
-                        if not has_score:
-                            continue
-                    T, n_touched, truncated = sample_episode(rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps,
-                                                             control_weight, loss_w, touched, touched_list, n_touched, states,
-                                                             actions)
-                    n_transitions += T
-                    n_trunc += truncated
-                    if has_score:
-                        episode_scores(T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask, weight,
-                                       target, log_t, centred_t, argmax_t, entropy_t, probs, logp, baseline_code, baseline_lr,
-                                       baseline_v, baseline_sum, returns, score_w)
+                    if has_score or not peer_states:
+                        T, n_touched, truncated = sample_episode(
+                            rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, control_weight, loss_w, touched,
+                            touched_list, n_touched, states, actions)
+                        n_transitions += T
+                        n_trunc += truncated
+                        if has_score:
+                            episode_scores(
+                                T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask, weight,
+                                target, log_t, centred_t, argmax_t, entropy_t, probs, logp, baseline_code, baseline_lr,
+                                baseline_v, baseline_sum, returns, score_w)
             n_rows = states_to_rows(n_touched, touched_list, touched, alias, loss, has_score, correct, loss_w,
                                     score_w, baseline_sum, beh_cdf, target, log_t, centred_t, argmax_t, probs, logp,
                                     g, row_touched, row_list)
@@ -626,42 +629,47 @@ def train_one(next_state, next_prob, R, mu0, alias, row_ptr, row_states, theta, 
                     log_t, centred_t, argmax_t, entropy_t, probs, logp, beh_cdf, q, step_reward, Q, visits_q,
                     baseline_v)
         n_touched = 0
-        # What one step consumes (module docstring). Written out in each driver rather than in one helper: a
-        # call with more than 30 arguments compiles to a *args call, which numba cannot inline and which costs
-        # ~0.7 us a step in reference counting (a third of on-policy distillation's time).
+        # What one step consumes (module docstring): with DPD's peer states, a stream of the peer's for the
+        # loss and one of the control's for the score. Written out here (and in sampled_update_kernel) rather
+        # than in one helper: a call with more than 30 arguments compiles to a *args call, which numba can
+        # neither inline nor make cheap (~0.7 us a step of reference counting, a third of on-policy's time).
         if transitions_mode:
             if peer_states:  # DPD's loss on the peer's states: a stream of its own
-                n_touched, tr = sample_unroll(rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, N, carry, 2, weight,
-                                              loss_w, touched, touched_list, n_touched, states, actions, ends)
+                n_touched, tr = sample_unroll(
+                    rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, N, carry, 2, weight, loss_w, touched,
+                    touched_list, n_touched, states, actions, ends)
                 n_transitions += N
                 n_trunc += tr
             if has_score or not peer_states:
-                n_touched, tr = sample_unroll(rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, N, carry, 0,
-                                              control_weight, loss_w, touched, touched_list, n_touched, states, actions, ends)
+                n_touched, tr = sample_unroll(
+                    rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, N, carry, 0, control_weight, loss_w,
+                    touched, touched_list, n_touched, states, actions, ends)
                 n_transitions += N
                 n_trunc += tr
                 if has_score:
-                    unroll_scores(N, carry[0], states, actions, ends, alias, R, reward, score, env_reward, loss, teacher_v,
-                                  mask, weight, target, log_t, centred_t, argmax_t, entropy_t, probs, logp, beh_cdf,
-                                  baseline_code, baseline_lr, baseline_v, baseline_sum, returns, score_w)
+                    unroll_scores(
+                        N, carry[0], states, actions, ends, alias, R, reward, score, env_reward, loss, teacher_v, mask,
+                        weight, target, log_t, centred_t, argmax_t, entropy_t, probs, logp, beh_cdf, baseline_code,
+                        baseline_lr, baseline_v, baseline_sum, returns, score_w)
         else:
             for _ in range(episodes_per_step):
                 if peer_states:
-                    T, n_touched, truncated = sample_episode(rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, weight,
-                                                             loss_w, touched, touched_list, n_touched, states, actions)
+                    T, n_touched, truncated = sample_episode(
+                        rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, weight, loss_w, touched,
+                        touched_list, n_touched, states, actions)
                     n_transitions += T
                     n_trunc += truncated
-                    if not has_score:
-                        continue
-                T, n_touched, truncated = sample_episode(rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps,
-                                                         control_weight, loss_w, touched, touched_list, n_touched, states,
-                                                         actions)
-                n_transitions += T
-                n_trunc += truncated
-                if has_score:
-                    episode_scores(T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask, weight,
-                                   target, log_t, centred_t, argmax_t, entropy_t, probs, logp, baseline_code, baseline_lr,
-                                   baseline_v, baseline_sum, returns, score_w)
+                if has_score or not peer_states:
+                    T, n_touched, truncated = sample_episode(
+                        rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, control_weight, loss_w, touched,
+                        touched_list, n_touched, states, actions)
+                    n_transitions += T
+                    n_trunc += truncated
+                    if has_score:
+                        episode_scores(
+                            T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask, weight,
+                            target, log_t, centred_t, argmax_t, entropy_t, probs, logp, baseline_code, baseline_lr,
+                            baseline_v, baseline_sum, returns, score_w)
         n_rows = states_to_rows(n_touched, touched_list, touched, alias, loss, has_score, correct, loss_w, score_w,
                                 baseline_sum, beh_cdf, target, log_t, centred_t, argmax_t, probs, logp, g,
                                 row_touched, row_list)
