@@ -42,7 +42,7 @@ from deep.networks import Ensemble
 from deep.replay import StackedReplayBuffer
 from deep.rng import SeedGenerators
 from deep.sac import SACLearner
-from deep.state import CHECKPOINT_FORMAT, check_same_run, device_of
+from deep.state import CHECKPOINT_FORMAT, check_same_run, device_of, restore_generator
 
 __all__ = ["parse_seeds", "seed_run_dir", "SeedRun", "Stack", "new_stack", "run_state_dict", "load_stack", "train_seeds"]
 
@@ -203,7 +203,7 @@ def load_stack(stack: Stack, saved: list[dict]) -> None:
         run.election.load_state_dict(state["election"])
         run.np_rng.bit_generator.state = state["rng"]["numpy"]
         run.python_state, run.torch_state = state["rng"]["python"], state["rng"]["torch"]
-        run.gen.set_state(state["rng"]["device"])
+        restore_generator(run.gen, state["rng"]["device"], run.cfg.seed, state["step"])
         run.step, run.episode = state["step"], state["episode"]
         run.wall_time = float(state.get("wall_time", 0.0))
         run.member_returns = state["member_returns"]
@@ -309,7 +309,7 @@ def _new_episode(run: SeedRun, plan) -> None:
     run.episode_start, run.ep_return, run.ep_length = run.step, 0.0, 0
 
 
-def _record(run: SeedRun, plan, next_obs, reward: float, terminated: bool, truncated: bool, warmup: int) -> None:
+def _record(run: SeedRun, plan, next_obs, reward: float, terminated: bool, truncated: bool, warmup: int, wall: float) -> None:
     """After an env step of ``run``: its episode's bookkeeping, exactly as the single run's loop."""
     run.obs = next_obs
     run.ep_return += float(reward)
@@ -319,7 +319,8 @@ def _record(run: SeedRun, plan, next_obs, reward: float, terminated: bool, trunc
         if from_policy and run.actor >= 0:
             run.member_returns[run.actor].append(run.ep_return)
         run.episode_log.append(dict(step=run.step, episode=run.episode, actor=run.actor if from_policy else WARMUP_ACTOR,
-                                    episode_return=run.ep_return, length=run.ep_length, terminated=bool(terminated)))
+                                    episode_return=run.ep_return, length=run.ep_length, terminated=bool(terminated),
+                                    wall_time_s=wall))
         run.episode += 1
         _new_episode(run, plan)
 
@@ -352,9 +353,10 @@ def train_seeds(cfg: TrainConfig, seeds: list[int], *, resume: bool = False, ove
                              np.array([st[2] for st in steps], np.float32),
                              np.array([WARMUP_ACTOR if warm else run.actor for run in stack.runs]))
             stack.step += 1
+            wall = wall0 + time.perf_counter() - t0
             for run, (next_obs, reward, terminated, truncated, _) in zip(stack.runs, steps):
                 run.step = stack.step
-                _record(run, plan, next_obs, reward, terminated, truncated, s.warmup_steps)
+                _record(run, plan, next_obs, reward, terminated, truncated, s.warmup_steps, wall)
             # ---- learn: the method's steps, all runs at once
             if stack.step >= s.warmup_steps:
                 for _ in range(s.updates_per_step):

@@ -13,8 +13,9 @@ PIEKD, Alg. 1 (Hong et al.), on SAC; ``plan`` holds the method's steps (``deep.m
         at the episode's end: append its return to R_{k_e}
 
 Outputs in ``out``: ``eval.parquet`` (step, member, mean/std of deterministic returns, best/worst member,
-env_steps, wall_time_s; with a frozen teacher also ``kl_student_states``, ``kl_teacher_states`` and
-``teacher_return``), ``episodes.parquet``, ``phases.parquet``, ``checkpoint.pt``.
+env_steps, wall_time_s, compile_mode: the torch.compile mode the update actually ran in; with a frozen teacher also ``kl_student_states``, ``kl_teacher_states`` and
+``teacher_return``), ``episodes.parquet`` (with ``wall_time_s`` at the episode's end: ``distlab bench``
+measures steps/s between episode ends), ``phases.parquet``, ``checkpoint.pt``.
 
 Run directories (:func:`prepare_run_dir`): a fresh run refuses a directory that already holds a run
 unless ``overwrite``; ``resume`` needs a checkpoint there and may extend a finished run to more steps.
@@ -262,7 +263,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, st
                 if from_policy and actor >= 0:
                     run.member_returns[actor].append(ep_return)
                 run.episode_log.append(dict(step=run.step, episode=run.episode, actor=actor if from_policy else WARMUP_ACTOR,
-                                            episode_return=ep_return, length=ep_length, terminated=bool(terminated)))
+                                            episode_return=ep_return, length=ep_length, terminated=bool(terminated),
+                                            wall_time_s=wall0 + time.perf_counter() - t0))
                 run.episode += 1
                 obs, _ = run.env.reset(seed=int(run.np_rng.integers(2**31)))
                 actor = choose_actor(run, plan)
