@@ -289,7 +289,7 @@ def _stacked_phase_batches(rows: list[torch.Tensor], n_batches: int, batch_size:
 def stacked_distill_phase(stack, plan) -> None:
     """:func:`distill_phase_of_run` for stacked runs: every run elects its own teacher, then one stacked phase."""
     cfg, k = stack.cfg, stack.cfg.k
-    elected = [_elect(run, "distill") for run in stack.runs]
+    elected = [_elect(run) for run in stack.runs]
     active = [chosen is not None for chosen in elected]
     if not any(active):
         return
@@ -321,7 +321,7 @@ def stacked_hardcopy_phase(stack, plan) -> None:
     """:func:`hardcopy_phase` for stacked runs: each run copies its elected teacher into its other members."""
     k = stack.cfg.k
     for s, run in enumerate(stack.runs):
-        elected = _elect(run, "hardcopy")
+        elected = _elect(run)
         if elected is None:
             continue
         teacher, performance = elected

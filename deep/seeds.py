@@ -224,12 +224,12 @@ def start_stack(cfg: TrainConfig, seeds: list[int], *, resume: bool, overwrite: 
     plan = stacked_plan_of(cfg)
     if cfg.out is None:
         raise ConfigError("--seeds needs --out (the runs go to OUT/seed_N)")
-    saved = []
+    saved, doomed = [], []
     for seed in seeds:
         cfg_s = replace(cfg, seed=seed, out=str(seed_run_dir(cfg.out, seed)))
         out = Path(cfg_s.out)
+        doomed += prepare_run_dir(out, resume=resume, overwrite=overwrite)  # refuses; deletes nothing yet
         if resume:
-            prepare_run_dir(out, resume=True, overwrite=overwrite)
             state = load_checkpoint(out, "cpu")
             check_same_run(resolve(TrainConfig.from_dict(state["config"])), cfg_s, f"{out}")
             if state["step"] > cfg.steps:
@@ -238,11 +238,10 @@ def start_stack(cfg: TrainConfig, seeds: list[int], *, resume: bool, overwrite: 
                 raise RunDirError(f"cannot resume {out}: its checkpoint is at step {state['step']}, beyond --steps {cfg.steps}")
             saved.append(state)
     stack = new_stack(cfg, seeds)
-    if not resume:
-        for run in stack.runs:
-            prepare_run_dir(Path(run.cfg.out), resume=False, overwrite=overwrite)
     if saved:
         load_stack(stack, saved)
+    for path in doomed:  # every check passed for every seed: now (and only now) the directories change
+        path.unlink()
     return stack, plan
 
 
