@@ -38,7 +38,7 @@ from deep.config import ConfigError, TrainConfig, check_values, parse_widths
 from deep.distill import (PhaseContext, Teacher, check_rule_supported, control_index_sets, distill_phase, hardcopy,
                           phase_batch_count, piekd_distill_step, rule_distill_step, rule_losses)
 from deep.election import recent_performance
-from deep.networks import affine
+from deep.networks import affine, repeat_rows
 from deep.rng import randint
 
 __all__ = ["Method", "Plan", "METHODS", "plan_of", "resolve", "method_of", "sac_update", "rule_update", "dpd_step",
@@ -245,7 +245,7 @@ class GatheredTeacher(Teacher):
             return super().q(obs, act)
         k, b = obs.shape[:2]
         twins = (2 * self.teacher_of[:, None] + torch.arange(2, device=obs.device)).flatten()
-        x = torch.cat([obs, act], dim=-1).repeat_interleave(2, dim=0)
+        x = repeat_rows(torch.cat([obs, act], dim=-1), 2)
         return self._gathered(self.source.groups[0].critic, twins, x).view(k, 2, b)
 
 

@@ -168,7 +168,7 @@ class StackedReplayBuffer:
     def sample_indices(self, k: int, batch_size: int, generator) -> torch.Tensor:
         """(S k, B) stacked indices: run s's k rows drawn from its own generator, uniform over its own transitions."""
         local = randint(self.size, (self.runs * k, batch_size), generator, self.device)
-        return local + self.offsets.repeat_interleave(k)[:, None]
+        return local + self.offsets[:, None].expand(self.runs, k).reshape(-1, 1)  # run s's k rows: + s C
 
     def sample(self, k: int, batch_size: int, generator) -> Batch:
         return self.gather(self.sample_indices(k, batch_size, generator))

@@ -38,7 +38,7 @@ from deep.config import ConfigError, TrainConfig
 from deep.election import TeacherElection
 from deep.envs import env_dims, evaluate_policies, make_env, to_env_action
 from deep.methods import WARMUP_ACTOR, resolve, stacked_plan_of
-from deep.networks import Ensemble
+from deep.networks import Ensemble, repeat_rows
 from deep.replay import StackedReplayBuffer
 from deep.rng import SeedGenerators
 from deep.sac import SACLearner
@@ -269,7 +269,7 @@ def _act(stack: Stack) -> np.ndarray:
     if stack.step < stack.cfg.sac.warmup_steps:
         return np.stack([run.np_rng.uniform(-1.0, 1.0, stack.act_dim) for run in stack.runs])
     obs = np.stack([np.asarray(run.obs, np.float32).reshape(-1) for run in stack.runs])
-    x = torch.as_tensor(obs, device=stack.device)[:, None, :].repeat_interleave(k, dim=0)  # (S K, 1, obs)
+    x = repeat_rows(torch.as_tensor(obs, device=stack.device)[:, None, :], k)  # (S K, 1, obs)
     rows = torch.tensor([s * k + run.actor for s, run in enumerate(stack.runs)], device=stack.device)
     with torch.no_grad():
         actions = stack.learner.act(x, deterministic=False)[rows, 0]

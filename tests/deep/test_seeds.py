@@ -187,3 +187,42 @@ def test_cli_train_seeds_and_a_vectorised_sweep_equal_the_per_seed_sweep(tmp_pat
     assert (tmp_path / "--vectorise-seeds" / "v" / "runs" / "Pendulum-v1_ensemble-sac_seeds" / "seed_1").is_dir()
     assert len(tables["--vectorise-seeds"]) == 6
     np.testing.assert_allclose(tables["--vectorise-seeds"].mean_return, tables["--no-vectorise-seeds"].mean_return, rtol=1e-5)
+
+
+def test_a_diverging_run_stops_the_stack_and_keeps_every_last_good_checkpoint(tmp_path, monkeypatch):
+    import math
+
+    import deep.seeds
+    from deep.train import TrainingDiverged
+
+    class NanReward:  # the second run's environment: its rewards turn NaN, and so does the stacked critic loss
+        def __init__(self, env):
+            self.env = env
+
+        def __getattr__(self, name):
+            return getattr(self.env, name)
+
+        def step(self, action):
+            obs, _, term, trunc, info = self.env.step(action)
+            return obs, math.nan, term, trunc, info
+
+    made = []
+    make_env = deep.seeds.make_env
+
+    def make(env_id):
+        made.append(env_id)
+        return NanReward(make_env(env_id)) if len(made) == 2 else make_env(env_id)
+
+    monkeypatch.setattr(deep.seeds, "make_env", make)
+    cfg = tiny(tmp_path, method="sac", steps=300, checkpoint_every=50, nan_check_every=25)
+    with pytest.raises(TrainingDiverged, match=r"critic.* loss of the stacked runs \(seeds \[0, 1\]\).*before env step 100.*last good checkpoints \(step 50\)"):
+        train_seeds(cfg, [0, 1])
+    assert [load_checkpoint(tmp_path / f"seed_{s}")["step"] for s in (0, 1)] == [50, 50]
+
+
+def test_repeat_rows_is_repeat_interleave_without_a_device_count():
+    from deep.networks import repeat_rows
+
+    x = torch.randn(3, 4, 5)
+    for times in (1, 2, 3):
+        assert torch.equal(repeat_rows(x, times), x.repeat_interleave(times, dim=0))
