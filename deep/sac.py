@@ -85,7 +85,8 @@ class SACLearner:
     @property
     def compile_ran(self) -> str:
         """The torch.compile mode the update ran in: ``none`` (eager), ``default`` or ``reduce-overhead``; a
-        compiled update that fell back to eager says ``none (fallback from MODE: ERROR)``. Written to every
+        compiled update that fell back to eager says ``none (fallback from MODE: ERROR)``, and
+        ``reduce-overhead`` whose CUDA graphs inductor skipped (e.g. on CPU) says so. Written to every
         row of the eval table (``compile_mode``) so that a run's outputs state what ran."""
         return self._compile["ran"]
 
@@ -140,6 +141,9 @@ def _compiled_or_eager(fn, mode: str, record: dict):
         if state["tried"]:
             return state["fn"](*args)
         state["tried"] = True
+        from torch._dynamo.utils import counters
+
+        skips = counters["inductor"]["cudagraph_skips"]
         try:
             out = compiled(*args)
         except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager, recorded and warned
@@ -149,8 +153,13 @@ def _compiled_or_eager(fn, mode: str, record: dict):
             log.warning("SAC update: torch.compile(mode=%r) failed, running eagerly: %s", mode, reason)
             state["fn"] = fn
             return fn(*args)
-        record["ran"] = mode
-        log.info("SAC update: compiled with torch.compile(mode=%r)", mode)
+        skipped = counters["inductor"]["cudagraph_skips"] - skips
+        if mode == "reduce-overhead" and skipped:  # compiled, but inductor ran some graphs without CUDA graphs
+            record["ran"] = f"reduce-overhead (CUDA graphs skipped in {skipped} graph(s))"
+            log.warning("SAC update: torch.compile(mode='reduce-overhead') skipped CUDA graphs in %d graph(s)", skipped)
+        else:
+            record["ran"] = mode
+            log.info("SAC update: compiled with torch.compile(mode=%r)", mode)
         return out
 
     return call

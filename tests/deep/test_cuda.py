@@ -218,3 +218,27 @@ def test_a_generator_state_of_the_other_device_type_is_reseeded_reproducibly(tmp
         train(plain, stop_at=260)
     train(plain, resume=True)  # the generator's own state restored: a different stream from the reseeded one
     assert any(not torch.equal(finals[0]["ensemble"][k], load_checkpoint(tmp_path / "c")["ensemble"][k]) for k in finals[0]["ensemble"])
+
+
+def test_a_failed_compilation_is_recorded_and_warned_never_silent(monkeypatch):
+    """No GPU needed: when torch.compile's function fails, the update runs eagerly, and ``compile_ran`` (the
+    eval table's ``compile_mode``) and a warning say so; when it works, ``compile_ran`` is the mode."""
+    cfg = resolve(tiny(method="sac"))
+    run = new_state(cfg, peer_optimizer=False)
+    run.buffer.load_state_dict(_random_buffer_state(280, run.obs_dim, run.act_dim, cfg.k))
+
+    def broken_compile(fn, mode):
+        def call(*args):
+            raise RuntimeError("no compiler here")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    learner = SACLearner(run.ens, cfg.sac, run.gen, "default")
+    assert learner.compile_ran == "none"
+    with pytest.warns(UserWarning, match=r"torch.compile\(default\) failed"):
+        learner.update(run.buffer.sample(1, 32, run.gen))
+    assert learner.compile_ran == "none (fallback from default: RuntimeError: no compiler here)"
+    monkeypatch.setattr(torch, "compile", lambda fn, mode: fn)  # a compiler that works (here: the identity)
+    learner = SACLearner(run.ens, cfg.sac, run.gen, "default")
+    learner.update(run.buffer.sample(1, 32, run.gen))
+    assert learner.compile_ran == "default"
