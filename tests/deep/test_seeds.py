@@ -84,6 +84,7 @@ def test_parse_seeds():
     ("sac", {}), ("ensemble-sac", {}), ("piekd-random-teacher", {}),
     ("piekd-random-teacher", {"rule": "value-gated"}), ("piekd-random-teacher", {"rule": "entropy-regularised"}),
     ("piekd-hardcopy", {"election": "random"}), ("ensemble-sac-extra", {}), ("piekd", {"election": "ucb1"}),
+    ("piekd-random-teacher", {"k": 3, "widths": "16,32,16"}),  # two widths: grouped stacks, the general teacher path
 ])
 def test_stacked_runs_equal_separate_runs(tmp_path, method, extra):
     cfg = tiny(tmp_path / "stack", method=method, **extra)
