@@ -163,6 +163,10 @@ def end_to_end_benchmarks(device: str, settings: dict) -> Iterator[dict]:
     common = dict(device=device, device_name=name, env=settings["env"], width=settings["width"], batch=settings["batch"])
     for method in ("sac", "ensemble-sac", "piekd"):
         for mode in ("none", compiled):
+            if mode != "none":
+                # a fresh compiler cache per run, as a new process has: dynamo guards optimizer.step on the
+                # optimizer object, and a 9th optimizer in one process exceeds its recompile limit (eager then)
+                torch._dynamo.reset()
             cfg = _config(method, device, settings, mode)
             tables = train(cfg)
             rate, measured = loop_speed(tables["episodes"], settings["warmup"])

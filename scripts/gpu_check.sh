@@ -43,7 +43,9 @@ class Collect:
             outcome = report.outcome
             self.counts[outcome] = self.counts.get(outcome, 0) + 1
             message = None
-            if outcome != "passed" and report.longrepr is not None:
+            if isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
+                message = str(report.longrepr[2])
+            elif outcome != "passed" and report.longrepr is not None:
                 text = str(report.longrepr).strip().splitlines()
                 message = text[-1][:500] if text else None
             emit(dict(check="cuda_test", test=report.nodeid, outcome=outcome, seconds=round(report.duration, 3), message=message))

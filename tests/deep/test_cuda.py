@@ -131,6 +131,7 @@ def test_stacked_seeds_on_the_device_equal_separate_runs_there(tmp_path):
 @without_device
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 def test_compiled_updates_match_eager_and_really_compile(mode, tmp_path):
+    torch._dynamo.reset()  # as a fresh process: dynamo's recompile limit counts optimizers across the session
     cfg = resolve(tiny(method="ensemble-sac", device=DEVICE))
     learners = {}
     for compile_mode in ("none", mode):
