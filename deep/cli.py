@@ -75,12 +75,14 @@ def register(app: typer.Typer) -> None:
         from deep.config import ConfigError, TrainConfig, with_overrides
         from deep.train import RunDirError, TrainingDiverged, default_run_dir, train as train_run
 
-        resume, overwrite, sets = kwargs.pop("resume"), kwargs.pop("overwrite"), kwargs.pop("set_")
+        resume, overwrite, sets, seeds = kwargs.pop("resume"), kwargs.pop("overwrite"), kwargs.pop("set_"), kwargs.pop("seeds")
         settings = {key: kwargs[param.name] for key, param in options}
         try:
             cfg = with_overrides(TrainConfig(), **{**settings, **_parse_set(sets)})  # --set wins over the named options
         except (ConfigError, TypeError) as err:
             raise typer.BadParameter(str(err)) from None
+        if seeds is not None:
+            return _train_seeds(cfg, seeds, resume=resume, overwrite=overwrite)
         if cfg.out is None:
             cfg = with_overrides(cfg, out=str(default_run_dir(cfg)))
             typer.echo(f"no --out given: the run goes to {cfg.out}", err=True)
@@ -100,11 +102,43 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--resume", help="continue the run in --out from its checkpoint (to --steps, which may be more)")]),
         inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
             bool, typer.Option("--overwrite", help="replace a run already in --out")]),
+        inspect.Parameter("seeds", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[str], typer.Option("--seeds", help="independent runs of these seeds in one process, stacked with the "
+                                        "ensemble (e.g. 0-4 or 0,2,5); they write OUT/seed_N/ as single runs (deep.seeds)")]),
         inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Optional[list[str]], typer.Option("--set", help="any setting, KEY=VALUE (e.g. sac.width=64, distill_interval=2000)")]),
     ]
     train.__signature__ = inspect.Signature([p for _, p in options] + extra)
     app.command("train")(train)
+
+    def _train_seeds(cfg, seeds_text: str, *, resume: bool, overwrite: bool) -> None:
+        """``distlab train --seeds``: the stacked runs of ``deep.seeds`` (one summary line per seed)."""
+        from deep.checkpoint import CheckpointError
+        from deep.config import ConfigError, with_overrides
+        from deep.seeds import parse_seeds, train_seeds
+        from deep.train import RunDirError, TrainingDiverged, default_run_dir
+
+        try:
+            seeds = parse_seeds(seeds_text)
+        except ConfigError as err:
+            raise typer.BadParameter(str(err)) from None
+        if cfg.seed != 0:
+            raise typer.BadParameter(f"give --seed (one run) or --seeds (stacked runs), not both; got --seed {cfg.seed} "
+                                     f"and --seeds {seeds_text}")
+        if cfg.out is None:
+            cfg = with_overrides(cfg, out=str(default_run_dir(cfg)).rsplit("_s", 1)[0] + f"_seeds{seeds[0]}-{seeds[-1]}")
+            typer.echo(f"no --out given: the runs go to {cfg.out}/seed_N", err=True)
+        try:
+            results = train_seeds(cfg, seeds, resume=resume, overwrite=overwrite)
+        except ConfigError as err:
+            raise typer.BadParameter(str(err)) from None
+        except (RunDirError, CheckpointError, TrainingDiverged, ValueError) as err:
+            raise _fail(err) from None
+        for seed, tables in results.items():
+            ev = tables["eval"]
+            last = ev[ev.step == ev.step.max()]
+            typer.echo(f"seed {seed} step {int(last.step.iloc[0])}: best member {last.mean_return.max():.1f}, "
+                       f"worst {last.mean_return.min():.1f}; tables and checkpoint in {cfg.out}/seed_{seed}")
 
     @app.command()
     def sweep(
@@ -120,32 +154,48 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option()] = "cpu",
         eval_every: Annotated[int, typer.Option()] = 10_000,
         set_: Annotated[Optional[list[str]], typer.Option("--set", help="setting for every cell, KEY=VALUE")] = None,
+        vectorise_seeds: Annotated[bool, typer.Option(
+            "--vectorise-seeds/--no-vectorise-seeds",
+            help="run the seeds of one env x method as ONE stacked process (deep.seeds; methods it supports), "
+                 "writing OUT/NAME/runs/ENV_METHOD_seeds/seed_N; off: one process per seed")] = True,
     ):
         """Run methods x envs x seeds (resumable: finished cells are skipped, killed runs resume)."""
-        from deep.config import TrainConfig, with_overrides
-        from deep.methods import resolve
-        from deep.train import run_cell
+        from deep.config import ConfigError, TrainConfig, with_overrides
+        from deep.methods import check_stackable, resolve
+        from deep.seeds import parse_seeds
+        from deep.train import run_cell, run_seeds_cell
         from distlab.runner import run_grid
 
-        if "-" in seeds and "," not in seeds:
-            lo, hi = (int(x) for x in seeds.split("-"))
-            seed_list = list(range(lo, hi + 1))
-        else:
-            seed_list = [int(s) for s in seeds.split(",")]
+        try:
+            seed_list = parse_seeds(seeds)
+        except ConfigError as err:
+            raise typer.BadParameter(str(err)) from None
         sets = _parse_set(set_)
-        cells = []
+        cells, stacked = [], False
         for env in envs.split(","):
             for method in methods.split(","):
+                group = []
                 for seed in seed_list:
                     cell = dict(env=env, method=method, seed=seed, steps=steps, device=device, eval_every=eval_every, **sets,
                                 out=str(out / name / "runs" / f"{env}_{method}_s{seed}"))
                     try:
-                        resolve(with_overrides(TrainConfig(), **cell))  # every cell valid before any work
+                        resolved = resolve(with_overrides(TrainConfig(), **cell))  # every cell valid before any work
                     except ValueError as err:
                         raise typer.BadParameter(f"cell {cell}: {err}") from None
-                    cells.append(cell)
-        table = run_grid(name, cells, run_cell, out, backend=backend, workers=workers, ray_address=ray_address,
-                         config=dict(envs=envs, methods=methods, seeds=seed_list, steps=steps, sets=sets))
+                    group.append(cell)
+                try:
+                    check_stackable(resolved)
+                    stackable = True
+                except ConfigError:
+                    stackable = False
+                if vectorise_seeds and stackable and len(group) > 1:  # cells differing only by seed: one stacked run
+                    cell = {key: value for key, value in group[0].items() if key != "seed"}
+                    cells.append(dict(cell, seeds=seed_list, out=str(out / name / "runs" / f"{env}_{method}_seeds")))
+                    stacked = True
+                else:
+                    cells += group
+        table = run_grid(name, cells, run_seeds_cell if stacked else run_cell, out, backend=backend, workers=workers,
+                         ray_address=ray_address, config=dict(envs=envs, methods=methods, seeds=seed_list, steps=steps, sets=sets))
         typer.echo(f"{len(cells)} runs; table of {len(table)} rows in {out / name / 'results.parquet'}")
 
     @app.command("export-teacher")

@@ -67,6 +67,7 @@ import torch
 from deep.kl import gaussian_kl, gaussian_log_prob, squashed_log_prob, squashed_sample, tanh_log_det
 from deep.networks import Ensemble
 from deep.replay import Batch, ReplayBuffer
+from deep.rng import normal, randint
 from deep.sac import critic_regression_loss, make_adam, sac_actor_terms, sac_critic_target, soft_value
 
 __all__ = ["Teacher", "policy_loss", "check_rule_supported", "piekd_losses", "rule_losses", "distill_phase",
@@ -170,7 +171,7 @@ def policy_loss(name: str, t_mean, t_log_std, s_mean, s_log_std, generator: torc
     if name == "reverse-kl":
         return gaussian_kl(s_mean, s_log_std, t_mean, t_log_std)
     if name == "reverse-hx":
-        noise = torch.randn(s_mean.shape, device=s_mean.device, generator=generator)
+        noise = normal(s_mean.shape, generator, s_mean.device)  # deep.rng: also stacked runs' generators
         u = s_mean + torch.exp(s_log_std) * noise  # a = tanh(u), so atanh(a) = u exactly
         return -(gaussian_log_prob(u, t_mean, t_log_std) - tanh_log_det(u))
     if name == "mse-logits":
@@ -307,7 +308,7 @@ def _phase_batches(sets: dict[int, torch.Tensor], k: int, mode: str, n_batches: 
     rows = [sets.get(m, any_set) for m in range(k)]
     if mode == "sampled":
         for _ in range(n_batches):
-            yield torch.stack([r[torch.randint(0, r.numel(), (batch_size,), device=r.device, generator=generator)] for r in rows])
+            yield torch.stack([r[randint(r.numel(), (batch_size,), generator, r.device)] for r in rows])
         return
     offsets = torch.arange(batch_size, device=any_set.device)
     starts = [torch.tensor(_block_starts(r.numel(), batch_size), device=any_set.device) for r in rows]

@@ -54,7 +54,7 @@ def to_env_action(action: np.ndarray, space) -> np.ndarray:
     return (low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (high - low)).astype(space.dtype)
 
 
-def evaluate_policies(act_fn, env_id: str, n_members: int, episodes: int, seed: int, return_states: bool = False):
+def evaluate_policies(act_fn, env_id: str, n_members: int, episodes: int, seed, return_states: bool = False):
     """Undiscounted returns of deterministic episodes, shape (n_members, episodes).
 
     With ``return_states``: also the observations each member acted on, a list of (T_m, obs) arrays
@@ -63,14 +63,18 @@ def evaluate_policies(act_fn, env_id: str, n_members: int, episodes: int, seed: 
     All ``n_members * episodes`` episodes run in lockstep so that each step is ONE batched forward pass of
     the ensemble: ``act_fn(obs)`` maps observations (n_members, episodes, obs) to actions in [-1, 1] of
     shape (n_members, episodes, |A|). Episode ``e`` of every member starts from the same seed
-    ``seed + e``, so members are compared on the same initial states.
+    ``seed + e``, so members are compared on the same initial states. ``seed`` may also be a sequence of one
+    seed per member (stacked runs, ``--seeds``: every run evaluates its members from its own seeds).
     """
+    seeds = [int(seed)] * n_members if np.ndim(seed) == 0 else [int(s) for s in seed]
+    if len(seeds) != n_members:
+        raise ValueError(f"{len(seeds)} evaluation seeds for {n_members} members")
     envs = [[make_env(env_id) for _ in range(episodes)] for _ in range(n_members)]
     obs_dim, act_dim = env_dims(envs[0][0])
     obs = np.zeros((n_members, episodes, obs_dim), dtype=np.float32)
     for m in range(n_members):
         for e in range(episodes):
-            obs[m, e] = envs[m][e].reset(seed=seed + e)[0].reshape(-1)
+            obs[m, e] = envs[m][e].reset(seed=seeds[m] + e)[0].reshape(-1)
     returns = np.zeros((n_members, episodes))
     running = np.ones((n_members, episodes), dtype=bool)
     visited = [[] for _ in range(n_members)]

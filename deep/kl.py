@@ -23,6 +23,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from deep.rng import normal
+
 __all__ = ["gaussian_kl", "tanh_log_det", "squashed_log_prob", "squashed_sample", "LOG_2PI"]
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -55,7 +57,7 @@ def squashed_log_prob(action: torch.Tensor, mean: torch.Tensor, log_std: torch.T
 
 def squashed_sample(mean: torch.Tensor, log_std: torch.Tensor, generator: torch.Generator | None = None):
     """Reparameterised sample ``a = tanh(mean + std * eps)`` and its log-density (SAC's actor sample)."""
-    noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
+    noise = normal(mean.shape, generator, mean.device, mean.dtype)  # deep.rng: also stacked runs' generators
     u = mean + torch.exp(log_std) * noise
     log_prob = gaussian_log_prob(u, mean, log_std) - tanh_log_det(u)
     return torch.tanh(u), log_prob

@@ -38,9 +38,12 @@ from deep.config import ConfigError, TrainConfig, check_values, parse_widths
 from deep.distill import (PhaseContext, Teacher, check_rule_supported, control_index_sets, distill_phase, hardcopy,
                           phase_batch_count, piekd_distill_step, rule_distill_step, rule_losses)
 from deep.election import recent_performance
+from deep.networks import affine, repeat_rows
+from deep.rng import randint
 
 __all__ = ["Method", "Plan", "METHODS", "plan_of", "resolve", "method_of", "sac_update", "rule_update", "dpd_step",
-           "distill_phase_of_run", "extra_sac_phase", "hardcopy_phase", "WARMUP_ACTOR", "TEACHER_ACTOR"]
+           "distill_phase_of_run", "extra_sac_phase", "hardcopy_phase", "WARMUP_ACTOR", "TEACHER_ACTOR",
+           "STACKABLE_METHODS", "check_stackable", "stacked_plan_of", "GatheredTeacher"]
 
 WARMUP_ACTOR = -2  # transitions collected by uniformly random warm-up actions
 TEACHER_ACTOR = -1  # transitions collected by a frozen teacher
@@ -103,7 +106,7 @@ def dpd_state_indices(run) -> torch.Tensor:
         pool = buf.recent_indices_of_actor(1 - k, cfg.dpd_recent) if cfg.dpd_states == "peer" else None
         if pool is None:
             pool = buf.recent_indices(cfg.dpd_recent)
-        rows.append(pool[torch.randint(0, pool.numel(), (cfg.dpd_batch,), device=run.device, generator=run.gen)])
+        rows.append(pool[randint(pool.numel(), (cfg.dpd_batch,), run.gen, run.device)])
     return torch.stack(rows)
 
 
@@ -192,6 +195,158 @@ def distill_phase_of_run(run, plan) -> None:
     for item in losses:
         run.track(item)
     _log_phase(run, "distill", teacher_id, len(losses), performance)
+
+
+# ---------------------------------------------------------------------------------------- stacked runs (--seeds)
+# S independent runs stacked along the member axis (``deep.seeds``): run s owns stacked members
+# s K .. s K + K - 1. The update needs no change (``sac_update`` draws each run's minibatch and noise from
+# its own generator through ``deep.rng.SeedGenerators``); a phase elects per run (each run has its own
+# returns, election and log) and then runs ONE stacked phase in which the students of every run learn.
+# A run whose election skipped the phase has weight 0 everywhere and draws no random numbers.
+
+STACKABLE_METHODS = ("sac", "ensemble-sac", "sac-extra", "ensemble-sac-extra", "piekd", "piekd-hardcopy",
+                     "piekd-random-teacher")
+
+
+def check_stackable(cfg: TrainConfig) -> None:
+    """ConfigError unless resolved ``cfg`` can run as stacked seeds (``--seeds``), naming what is supported."""
+    supported = (f"--seeds supports the methods {', '.join(STACKABLE_METHODS)} (with or without a periodic --rule, "
+                 "sampled distillation); run the others one seed at a time with --seed")
+    if cfg.method not in STACKABLE_METHODS:
+        raise ConfigError(f"--seeds: method {cfg.method!r} is not stacked yet; {supported}")
+    if cfg.teacher is not None:
+        raise ConfigError(f"--seeds: a frozen --teacher is not stacked yet; {supported}")
+    if method_of(cfg.method).phase is distill_phase_of_run and cfg.distill_mode != "sampled":
+        raise ConfigError(f"--seeds: distill mode {cfg.distill_mode!r} is not stacked yet; {supported}")
+
+
+class GatheredTeacher(Teacher):
+    """The teachers of stacked runs: stacked member ``teacher_of[r]`` teaches row r (each run its own elected
+    member). With one width the teacher rows' weights are gathered per row, so the teacher forward costs
+    one student forward; with several widths the general path of :class:`deep.distill.Teacher` runs."""
+
+    def _gathered(self, net, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(net.layers):
+            x = affine(x, layer.weight[rows], layer.bias[rows])
+            if i < len(net.layers) - 1:
+                x = torch.relu(x)
+        return x
+
+    @torch.no_grad()
+    def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.source.grouped:
+            return super().policy(obs)
+        mean, log_std = self._gathered(self.source.groups[0].actor, self.teacher_of, obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(self.source.log_std_min, self.source.log_std_max)
+
+    @torch.no_grad()
+    def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        if self.source.grouped:
+            return super().q(obs, act)
+        k, b = obs.shape[:2]
+        twins = (2 * self.teacher_of[:, None] + torch.arange(2, device=obs.device)).flatten()
+        x = repeat_rows(torch.cat([obs, act], dim=-1), 2)
+        return self._gathered(self.source.groups[0].critic, twins, x).view(k, 2, b)
+
+
+def _stacked_index_sets(rule, buffer, elected, k: int) -> list[torch.Tensor]:
+    """Per stacked row, the buffer rows its phase minibatches come from: run s's :func:`control_index_sets`
+    (a teacher's own row uses its first student's set, as ``deep.distill`` does); a skipped run's rows
+    get its whole buffer (never drawn from)."""
+    rows = []
+    for s, chosen in enumerate(elected):
+        everything = buffer.run_indices(s)
+        if chosen is None:
+            rows += [everything] * k
+            continue
+        teacher = chosen[0]
+        sets = {}
+        for m in range(k):
+            if m == teacher:
+                continue
+            if rule is None:
+                sets[m] = everything
+                continue
+            idx = buffer.indices_of_actor(s, teacher if rule.control == "teacher" else m)
+            sets[m] = idx if idx.numel() else everything
+        first = next(iter(sets.values()))
+        rows += [sets.get(m, first) for m in range(k)]
+    return rows
+
+
+def _stacked_phase_batches(rows: list[torch.Tensor], n_batches: int, batch_size: int, gens):
+    """(S K, B) minibatch indices, N times ("sampled" mode): row r drawn from its run's generator in the order
+    of a single run (lazily, between the steps, as a single run interleaves them); skipped runs draw nothing."""
+    for _ in range(n_batches):
+        parts = []
+        for r, pool in enumerate(rows):
+            gen = gens.of_row(r, len(rows))
+            parts.append(pool[:1].expand(batch_size) if gen is None else
+                         pool[torch.randint(0, pool.numel(), (batch_size,), device=pool.device, generator=gen)])
+        yield torch.stack(parts)
+
+
+def stacked_distill_phase(stack, plan) -> None:
+    """:func:`distill_phase_of_run` for stacked runs: every run elects its own teacher, then one stacked phase."""
+    cfg, k = stack.cfg, stack.cfg.k
+    elected = [_elect(run) for run in stack.runs]
+    active = [chosen is not None for chosen in elected]
+    if not any(active):
+        return
+    teacher_of, students = [], []
+    for s, chosen in enumerate(elected):
+        if chosen is None:
+            teacher_of += [s * k + m for m in range(k)]  # weight 0: taught by itself, changes nothing
+            continue
+        teacher_of += [s * k + chosen[0]] * k
+        students += [s * k + m for m in range(k) if m != chosen[0]]
+    from distlab import rules
+
+    rule = rules.get(cfg.rule) if cfg.rule else None
+    gens = stack.gen.only(active)
+    ctx = PhaseContext(stack.ens, students, cfg.distill_lr, cfg.sac.gamma, cfg.sac.tau, gens, _dpd_settings(cfg))
+    teacher = GatheredTeacher(stack.ens, teacher_of, gens)
+    batches = _stacked_phase_batches(_stacked_index_sets(rule, stack.buffer, elected, k), cfg.distill_batches,
+                                     cfg.sac.batch_size, gens)
+    losses = [plan.phase_step(stack.ens, teacher, stack.buffer.gather(idx), ctx) for idx in batches]
+    stack.ens.soft_update_member_targets(cfg.sac.tau, students)
+    for item in losses:
+        stack.track(item)
+    for run, chosen in zip(stack.runs, elected):
+        if chosen is not None:
+            _log_phase(run, "distill", chosen[0], len(losses), chosen[1])
+
+
+def stacked_hardcopy_phase(stack, plan) -> None:
+    """:func:`hardcopy_phase` for stacked runs: each run copies its elected teacher into its other members."""
+    k = stack.cfg.k
+    for s, run in enumerate(stack.runs):
+        elected = _elect(run)
+        if elected is None:
+            continue
+        teacher, performance = elected
+        hardcopy(stack.ens, stack.learner.optimizers(), s * k + teacher, [s * k + m for m in range(k) if m != teacher])
+        _log_phase(run, "hardcopy", teacher, 0, performance)
+
+
+def stacked_extra_phase(stack, plan) -> None:
+    """:func:`extra_sac_phase` for stacked runs (their buffers have one size: one count for all)."""
+    n = _phase_size(stack)
+    for _ in range(n):
+        sac_update(stack)
+    for run in stack.runs:
+        _log_phase(run, "extra", -1, n)
+
+
+STACKED_PHASES = {distill_phase_of_run: stacked_distill_phase, hardcopy_phase: stacked_hardcopy_phase,
+                  extra_sac_phase: stacked_extra_phase}
+
+
+def stacked_plan_of(cfg: TrainConfig) -> Plan:
+    """The :class:`Plan` of stacked runs of resolved ``cfg`` (``check_stackable`` first)."""
+    check_stackable(cfg)
+    plan = plan_of(cfg)
+    return replace(plan, phase=STACKED_PHASES[plan.phase] if plan.phase is not None else None)
 
 
 # ---------------------------------------------------------------------------------------- the table

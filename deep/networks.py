@@ -21,11 +21,22 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["EnsembleLinear", "EnsembleMLP", "Ensemble", "affine"]
+__all__ = ["EnsembleLinear", "EnsembleMLP", "Ensemble", "affine", "repeat_rows"]
 
 
 def _contiguous(grad: torch.Tensor) -> torch.Tensor:
     return grad.contiguous()
+
+
+def repeat_rows(x: torch.Tensor, times: int) -> torch.Tensor:
+    """Every row of the leading axis ``times`` times in a row (rows 0, 0, 1, 1, ... for 2), as
+    ``repeat_interleave(times, dim=0)`` but by expand + reshape: no repeat count goes through a device
+    tensor, so no host synchronisation on CUDA (the update must never wait for the host)."""
+    return x.unsqueeze(1).expand(x.shape[0], times, *x.shape[1:]).reshape(x.shape[0] * times, *x.shape[1:])
+
+
+def _twice(x: torch.Tensor) -> torch.Tensor:
+    return repeat_rows(x, 2)
 
 
 class EnsembleLinear(nn.Module):
@@ -143,7 +154,7 @@ class Ensemble(nn.Module):
         parts = []
         for g, xg in zip(self.groups, self._split(x)):
             net = g.target_critic if target else g.critic
-            parts.append(net(xg.repeat_interleave(2, dim=0)).view(g.k, 2, xg.shape[1]))
+            parts.append(net(_twice(xg)).view(g.k, 2, xg.shape[1]))
         return self._merge(parts)
 
     def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from deep.rng import randint
+
 __all__ = ["ReplayBuffer", "Batch"]
 
 
@@ -69,7 +71,7 @@ class ReplayBuffer:
 
     def sample_indices(self, k: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """(K, B) indices drawn uniformly with replacement, independently per member."""
-        return torch.randint(0, self.size, (k, batch_size), device=self.device, generator=generator)
+        return randint(self.size, (k, batch_size), generator, self.device)
 
     def sample(self, k: int, batch_size: int, generator: torch.Generator) -> Batch:
         return self.gather(self.sample_indices(k, batch_size, generator))
@@ -115,3 +117,83 @@ class ReplayBuffer:
             getattr(self, name)[:n] = data.to(self.device)
         self.actor_host[:n] = self.actor[:n].cpu().numpy()
         self.ptr, self.size = (ptr if same_layout else n) % self.capacity, n
+
+
+class StackedReplayBuffer:
+    """The replay buffers of S stacked runs (``distlab train --seeds``) in one set of device tensors.
+
+    Run s owns rows ``[s C, (s + 1) C)`` (C = ``capacity`` per run); the runs step in lockstep, so they
+    share one write position and size. A minibatch of the stack is drawn run by run from each run's own
+    generator (``deep.rng.SeedGenerators``) with the single run's shape, then offset into the run's
+    rows: run s samples exactly what the single run with its seed samples. ``actor`` holds the member
+    index *within* the run, so one run's rows are a single run's buffer (:meth:`run_state_dict`).
+    """
+
+    def __init__(self, runs: int, capacity: int, obs_dim: int, act_dim: int, device: torch.device | str = "cpu"):
+        self.runs, self.capacity, self.device = int(runs), int(capacity), torch.device(device)
+        rows = self.runs * self.capacity
+        self.obs = torch.zeros(rows, obs_dim, device=self.device)
+        self.next_obs = torch.zeros(rows, obs_dim, device=self.device)
+        self.act = torch.zeros(rows, act_dim, device=self.device)
+        self.rew = torch.zeros(rows, device=self.device)
+        self.terminated = torch.zeros(rows, device=self.device)
+        self.actor = torch.zeros(rows, dtype=torch.long, device=self.device)
+        self.offsets = torch.arange(self.runs, device=self.device) * self.capacity
+        self.ptr = 0
+        self.size = 0
+
+    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray,
+            actor: np.ndarray) -> None:
+        """One transition of every run (arrays with a leading axis of S): one host->device copy for all."""
+        o = self.obs.shape[1]
+        rows = np.concatenate([np.asarray(obs, np.float32).reshape(self.runs, -1), np.asarray(next_obs, np.float32).reshape(self.runs, -1),
+                               np.asarray(act, np.float32).reshape(self.runs, -1), np.asarray(rew, np.float32).reshape(self.runs, 1),
+                               np.asarray(terminated, np.float32).reshape(self.runs, 1),
+                               np.asarray(actor, np.float32).reshape(self.runs, 1)], axis=1)
+        data = torch.as_tensor(rows).to(self.device, non_blocking=True)
+        at = self.offsets + self.ptr
+        self.obs[at] = data[:, :o]
+        self.next_obs[at] = data[:, o:2 * o]
+        self.act[at] = data[:, 2 * o:-3]
+        self.rew[at] = data[:, -3]
+        self.terminated[at] = data[:, -2]
+        self.actor[at] = data[:, -1].long()
+        self.ptr = (self.ptr + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def gather(self, idx: torch.Tensor) -> Batch:
+        """Transitions at stacked row indices ``idx`` (any shape)."""
+        return Batch(self.obs[idx], self.act[idx], self.rew[idx], self.next_obs[idx], self.terminated[idx])
+
+    def sample_indices(self, k: int, batch_size: int, generator) -> torch.Tensor:
+        """(S k, B) stacked indices: run s's k rows drawn from its own generator, uniform over its own transitions."""
+        local = randint(self.size, (self.runs * k, batch_size), generator, self.device)
+        return local + self.offsets[:, None].expand(self.runs, k).reshape(-1, 1)  # run s's k rows: + s C
+
+    def sample(self, k: int, batch_size: int, generator) -> Batch:
+        return self.gather(self.sample_indices(k, batch_size, generator))
+
+    def run_indices(self, run: int) -> torch.Tensor:
+        """Stacked indices of every stored transition of run ``run``."""
+        return run * self.capacity + torch.arange(self.size, device=self.device)
+
+    def indices_of_actor(self, run: int, actor: int) -> torch.Tensor:
+        """Stacked indices of run ``run``'s transitions collected by its member ``actor``."""
+        start = run * self.capacity
+        return start + torch.nonzero(self.actor[start:start + self.size] == actor).flatten()
+
+    def run_state_dict(self, run: int) -> dict:
+        """Run ``run``'s buffer in the layout of ``ReplayBuffer.state_dict`` (a single run's checkpoint)."""
+        a, n = run * self.capacity, self.size
+        return dict(obs=self.obs[a:a + n].cpu(), next_obs=self.next_obs[a:a + n].cpu(), act=self.act[a:a + n].cpu(),
+                    rew=self.rew[a:a + n].cpu(), terminated=self.terminated[a:a + n].cpu(), actor=self.actor[a:a + n].cpu(),
+                    ptr=self.ptr, size=self.size)
+
+    def load_run_state_dict(self, run: int, state: dict) -> None:
+        """Restore run ``run`` from a single run's buffer state (a capacity grown since is handled as there)."""
+        single = ReplayBuffer(self.capacity, self.obs.shape[1], self.act.shape[1], "cpu")
+        single.load_state_dict(state)
+        a, n = run * self.capacity, single.size
+        for name in ("obs", "next_obs", "act", "rew", "terminated", "actor"):
+            getattr(self, name)[a:a + n] = getattr(single, name)[:n].to(self.device)
+        self.ptr, self.size = single.ptr, single.size

@@ -78,8 +78,17 @@ class SACLearner:
         self.critic_opt = make_adam(ens.critic_parameters(), cfg.lr)
         self.alpha_opt = make_adam([ens.log_alpha], cfg.lr)
         self._update_fn = self._update
+        self._compile = {"requested": compile_mode, "ran": "none"}  # "ran": the mode the update actually ran in
         if compile_mode != "none":
-            self._update_fn = _compiled_or_eager(self._update, compile_mode)
+            self._update_fn = _compiled_or_eager(self._update, compile_mode, self._compile)
+
+    @property
+    def compile_ran(self) -> str:
+        """The torch.compile mode the update ran in: ``none`` (eager), ``default`` or ``reduce-overhead``; a
+        compiled update that fell back to eager says ``none (fallback from MODE: ERROR)``, and
+        ``reduce-overhead`` whose CUDA graphs inductor skipped (e.g. on CPU) says so. Written to every
+        row of the eval table (``compile_mode``) so that a run's outputs state what ran."""
+        return self._compile["ran"]
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self._update_fn(batch)
@@ -118,8 +127,13 @@ class SACLearner:
         return {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
 
 
-def _compiled_or_eager(fn, mode: str):
-    """torch.compile(fn, mode) with an eager fallback if compilation fails on the first call."""
+def _compiled_or_eager(fn, mode: str, record: dict):
+    """torch.compile(fn, mode), falling back to eager if compilation fails on the first call; ``record["ran"]``
+    says which ran, and the choice is logged (never a silent fallback)."""
+    import logging
+    import warnings
+
+    log = logging.getLogger("deep.compile")
     compiled = torch.compile(fn, mode=mode)
     state = {"fn": compiled, "tried": False}
 
@@ -127,13 +141,25 @@ def _compiled_or_eager(fn, mode: str):
         if state["tried"]:
             return state["fn"](*args)
         state["tried"] = True
-        try:
-            return compiled(*args)
-        except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager
-            import warnings
+        from torch._dynamo.utils import counters
 
-            warnings.warn(f"torch.compile({mode}) failed ({type(err).__name__}: {err}); running eagerly")
+        skips = counters["inductor"]["cudagraph_skips"]
+        try:
+            out = compiled(*args)
+        except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager, recorded and warned
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            record["ran"] = f"none (fallback from {mode}: {reason})"
+            warnings.warn(f"torch.compile({mode}) failed ({reason}); running eagerly")
+            log.warning("SAC update: torch.compile(mode=%r) failed, running eagerly: %s", mode, reason)
             state["fn"] = fn
             return fn(*args)
+        skipped = counters["inductor"]["cudagraph_skips"] - skips
+        if mode == "reduce-overhead" and skipped:  # compiled, but inductor ran some graphs without CUDA graphs
+            record["ran"] = f"reduce-overhead (CUDA graphs skipped in {skipped} graph(s))"
+            log.warning("SAC update: torch.compile(mode='reduce-overhead') skipped CUDA graphs in %d graph(s)", skipped)
+        else:
+            record["ran"] = mode
+            log.info("SAC update: compiled with torch.compile(mode=%r)", mode)
+        return out
 
     return call

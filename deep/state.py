@@ -27,7 +27,7 @@ from deep.networks import Ensemble
 from deep.replay import ReplayBuffer
 from deep.sac import SACLearner, make_adam
 
-__all__ = ["RunState", "new_state", "state_dict", "load_state", "CHECKPOINT_FORMAT", "RESUMABLE_CHANGES", "device_of",
+__all__ = ["RunState", "new_state", "state_dict", "load_state", "restore_generator", "CHECKPOINT_FORMAT", "RESUMABLE_CHANGES", "device_of",
            "check_same_run"]
 
 CHECKPOINT_FORMAT = 2
@@ -139,6 +139,28 @@ def check_same_run(saved: TrainConfig, mine: TrainConfig, where: str) -> None:
                              f"(a resumed run keeps its settings; only {', '.join(RESUMABLE_CHANGES)} may change)")
 
 
+def restore_generator(gen: torch.Generator, saved: torch.Tensor, seed: int, step: int) -> bool:
+    """Put ``gen`` back in the saved state; True if it could.
+
+    A checkpoint written on another device type holds the other generator's state (CPU: a Mersenne
+    twister, 5056 bytes; CUDA: Philox seed and offset, 16 bytes), which cannot be loaded. Then ``gen`` is
+    reseeded from (seed, step) and a warning says so: the resumed run is reproducible (the same
+    checkpoint resumed on the same device type draws the same numbers) but its random stream is not the
+    one the uninterrupted run would have drawn. Every other part of the state moves across devices.
+    """
+    try:
+        gen.set_state(saved)
+        return True
+    except RuntimeError:
+        import warnings
+
+        fresh = int(np.random.SeedSequence([int(seed), int(step), 0x5EED]).generate_state(1, np.uint64)[0] >> 1)
+        gen.manual_seed(fresh)
+        warnings.warn(f"the checkpoint's torch generator state was written on another device type ({saved.numel()} bytes; "
+                      f"this {gen.device.type} generator has {gen.get_state().numel()}): reseeded from (seed {seed}, step {step})")
+        return False
+
+
 def load_state(run: RunState, state: dict) -> None:
     """Restore ``run`` from checkpoint ``state`` (checked by :func:`check_same_run` first; more steps allowed)."""
     run.ens.load_state_dict(state["ensemble"])
@@ -149,7 +171,7 @@ def load_state(run: RunState, state: dict) -> None:
     run.np_rng.bit_generator.state = state["rng"]["numpy"]
     random.setstate(state["rng"]["python"])
     torch.set_rng_state(state["rng"]["torch"])
-    run.gen.set_state(state["rng"]["device"])
+    restore_generator(run.gen, state["rng"]["device"], run.cfg.seed, state["step"])
     run.step, run.episode = state["step"], state["episode"]
     run.wall_time = float(state.get("wall_time", 0.0))
     run.member_returns = state["member_returns"]

@@ -13,8 +13,9 @@ PIEKD, Alg. 1 (Hong et al.), on SAC; ``plan`` holds the method's steps (``deep.m
         at the episode's end: append its return to R_{k_e}
 
 Outputs in ``out``: ``eval.parquet`` (step, member, mean/std of deterministic returns, best/worst member,
-env_steps, wall_time_s; with a frozen teacher also ``kl_student_states``, ``kl_teacher_states`` and
-``teacher_return``), ``episodes.parquet``, ``phases.parquet``, ``checkpoint.pt``.
+env_steps, wall_time_s, compile_mode: the torch.compile mode the update actually ran in; with a frozen teacher also ``kl_student_states``, ``kl_teacher_states`` and
+``teacher_return``), ``episodes.parquet`` (with ``wall_time_s`` at the episode's end: ``distlab bench``
+measures steps/s between episode ends), ``phases.parquet``, ``checkpoint.pt``.
 
 Run directories (:func:`prepare_run_dir`): a fresh run refuses a directory that already holds a run
 unless ``overwrite``; ``resume`` needs a checkpoint there and may extend a finished run to more steps.
@@ -37,7 +38,7 @@ from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, method_of, plan_of, resolv
 from deep.state import RunState, check_same_run, load_state, new_state, state_dict
 from deep.teacher_file import deterministic_returns, load_teacher
 
-__all__ = ["train", "run_cell", "TrainingDiverged", "RunDirError", "WARMUP_ACTOR", "TEACHER_ACTOR", "default_run_dir",
+__all__ = ["train", "run_cell", "run_seeds_cell", "append_eval_rows", "TrainingDiverged", "RunDirError", "WARMUP_ACTOR", "TEACHER_ACTOR", "default_run_dir",
            "prepare_run_dir", "RUN_FILES"]
 
 RUN_FILES = (CHECKPOINT_NAME, "eval.parquet", "episodes.parquet", "phases.parquet")
@@ -154,12 +155,18 @@ def evaluate(run: RunState) -> None:
         for m in range(cfg.k):
             extra[m] = dict(kl_student_states=float(kl_teacher_student(run, states[m])[m]),
                             kl_teacher_states=float(on_teacher[m]), teacher_return=float(np.mean(teacher_returns)))
+    append_eval_rows(run, returns, extra, run.learner.compile_ran)
+
+
+def append_eval_rows(run, returns: np.ndarray, extra: list[dict], compile_ran: str) -> None:
+    """One eval-log row per member from its deterministic returns (K, episodes) and extra columns."""
+    cfg = run.cfg
     means = returns.mean(1)
     for m in range(cfg.k):
         run.eval_log.append(dict(step=run.step, member=m, width=cfg.widths[m], mean_return=float(means[m]),
                                  std_return=float(returns[m].std()), episodes=cfg.eval_episodes,
                                  is_best=bool(m == int(np.argmax(means))), is_worst=bool(m == int(np.argmin(means))),
-                                 env_steps=run.step, wall_time_s=float(run.wall_time), **extra[m]))
+                                 env_steps=run.step, wall_time_s=float(run.wall_time), compile_mode=compile_ran, **extra[m]))
 
 
 def tables(run: RunState) -> dict[str, pd.DataFrame]:
@@ -254,7 +261,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, st
                 if from_policy and actor >= 0:
                     run.member_returns[actor].append(ep_return)
                 run.episode_log.append(dict(step=run.step, episode=run.episode, actor=actor if from_policy else WARMUP_ACTOR,
-                                            episode_return=ep_return, length=ep_length, terminated=bool(terminated)))
+                                            episode_return=ep_return, length=ep_length, terminated=bool(terminated),
+                                            wall_time_s=wall0 + time.perf_counter() - t0))
                 run.episode += 1
                 obs, _ = run.env.reset(seed=int(run.np_rng.integers(2**31)))
                 actor = choose_actor(run, plan)
@@ -303,3 +311,20 @@ def run_cell(cell: dict) -> pd.DataFrame:
     resume = cfg.out is not None and (Path(cfg.out) / CHECKPOINT_NAME).exists()
     table = train(cfg, resume=resume, overwrite=not resume and cfg.out is not None)["eval"]
     return table.drop(columns=[c for c in cell if c in table.columns])  # the runner adds the cell's own columns
+
+
+def run_seeds_cell(cell: dict) -> pd.DataFrame:
+    """A sweep cell -> its eval table, for sweeps whose cells may hold ``seeds`` (a list: the stacked runs of
+    ``deep.seeds``, writing ``out/seed_N``; resumed if every seed has a checkpoint, else started afresh)
+    or a single ``seed`` (:func:`run_cell`). The stacked table has one ``seed`` column like separate cells."""
+    if "seeds" not in cell:
+        return run_cell(cell)
+    from deep.config import with_overrides
+    from deep.seeds import seed_run_dir, train_seeds
+
+    settings = {key: value for key, value in cell.items() if key != "seeds"}
+    cfg = with_overrides(TrainConfig(progress=False), **settings)
+    resume = all((seed_run_dir(cfg.out, seed) / CHECKPOINT_NAME).exists() for seed in cell["seeds"])
+    results = train_seeds(cfg, list(cell["seeds"]), resume=resume, overwrite=not resume)
+    table = pd.concat([results[seed]["eval"] for seed in cell["seeds"]], ignore_index=True)
+    return table.drop(columns=[c for c in cell if c in table.columns])

@@ -97,17 +97,27 @@ def check_groups(groups: list[str]) -> None:
         raise ValueError(f"unknown benchmark group(s) {unknown}; valid: {', '.join(valid)}")
 
 
-def run(groups: list[str], out=None) -> list[dict]:
-    """Run the named groups, printing one JSON line per record to ``out`` (stdout); return the records."""
+def run(groups: list[str], out=None, options: dict | None = None) -> list[dict]:
+    """Run the named groups, printing one JSON line per record to ``out`` (stdout); return the records.
+
+    ``options`` (e.g. ``device``, ``quick`` of the deep group) are passed to every group as keywords; a
+    group that does not take one of them is refused with ValueError naming it.
+    """
     import importlib
+    import inspect
 
     check_groups(groups)
     out = sys.stdout if out is None else out
+    options = options or {}
     records = []
     for g in groups:
         if g not in GROUPS:
             importlib.import_module(GROUP_MODULES[g])
-        for record in GROUPS[g]():
+        accepted = inspect.signature(GROUPS[g]).parameters
+        unknown = [name for name in options if name not in accepted]
+        if unknown:
+            raise ValueError(f"benchmark group {g!r} takes no option(s) {unknown}; it takes: {', '.join(accepted) or 'none'}")
+        for record in GROUPS[g](**options):
             record = {"group": g, **record}
             print(json.dumps(record), file=out, flush=True)
             records.append(record)

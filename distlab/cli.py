@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -38,6 +38,10 @@ def gridworlds(
 @app.command()
 def bench(
     group: Annotated[str, typer.Argument(help="'tabular' (foundation + taxonomy), 'deep', or one group")] = "tabular",
+    device: Annotated[Optional[str], typer.Option(help="deep: cpu or cuda[:N]; end-to-end, seeds and env-share figures "
+                                                       "on this device (default: updates on cpu, and cuda if present)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="deep: short runs on Pendulum-v1 with small networks "
+                                                         "(checks that the bench runs; not speed figures)")] = False,
 ):
     """Print speed figures as JSON lines (see distlab.bench)."""
     from distlab import bench as bench_module
@@ -47,7 +51,11 @@ def bench(
         bench_module.check_groups(groups)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="GROUP") from None
-    bench_module.run(groups)
+    options = {**({"device": device} if device is not None else {}), **({"quick": True} if quick else {})}
+    try:
+        bench_module.run(groups, options=options)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
 @app.command("rules")

@@ -1,0 +1,391 @@
+"""Independent runs of several seeds in one process, stacked on the member axis (``distlab train --seeds``).
+
+S runs that differ only by their seed share one batched ensemble of S x K members (run s owns stacked
+members s K .. s K + K - 1: ``Ensemble(widths * S)``), one set of Adam optimizers (Adam is elementwise,
+so one Adam over the stacked parameters is S K independent Adams) and one replay tensor
+(``deep.replay.StackedReplayBuffer``: run s owns its own block of rows). Each run keeps everything else
+of its own: environment, numpy RNG (env seeds, warm-up actions, acting member), torch generator
+(minibatches, noise: ``deep.rng.SeedGenerators`` draws each run's block from its generator), election,
+returns, logs. The runs step in lockstep (same step counts, schedules and phase times), so one stacked
+SAC update is S runs' updates with ONE forward/backward/Adam step (``deep.methods.sac_update``
+unchanged), and a phase is per-run elections followed by one stacked phase (``deep.methods``).
+
+Same numbers as separate runs: run s is initialised from ``torch.manual_seed(seed_s)`` exactly as the
+single run (a K-member Ensemble built and copied into its rows) and draws its random numbers from its own
+generators in the single run's order, so its updates equal the single run's with that seed up to float
+rounding of the batched kernels (``tests/deep/test_seeds.py``).
+
+Outputs: ``OUT/seed_N/`` holds exactly a single run's files (tables, and a checkpoint in the single-run
+layout of ``deep.state``: the run's rows of every stacked tensor), so figures, ``--resume`` (stacked, or
+one seed alone with ``--seed N --out OUT/seed_N``) and the runner treat them alike. A stacked resume reads
+every seed's checkpoint; they must be at the same step.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deep.checkpoint import load_checkpoint, save_checkpoint
+from deep.config import ConfigError, TrainConfig
+from deep.election import TeacherElection
+from deep.envs import env_dims, evaluate_policies, make_env, to_env_action
+from deep.methods import WARMUP_ACTOR, resolve, stacked_plan_of
+from deep.networks import Ensemble, repeat_rows
+from deep.replay import StackedReplayBuffer
+from deep.rng import SeedGenerators
+from deep.sac import SACLearner
+from deep.state import CHECKPOINT_FORMAT, check_same_run, device_of, restore_generator
+
+__all__ = ["parse_seeds", "seed_run_dir", "SeedRun", "Stack", "new_stack", "run_state_dict", "load_stack", "train_seeds"]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2,5"`` -> [0, 2, 5]; ConfigError naming --seeds otherwise."""
+    text = str(text).strip()
+    span = re.fullmatch(r"(\d+)-(\d+)", text)
+    try:
+        seeds = list(range(int(span[1]), int(span[2]) + 1)) if span else [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected a range like 0-4 or a list like 0,1,2 of non-negative integers") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r}: expected distinct non-negative seeds, e.g. 0-4 or 0,1,2")
+    return seeds
+
+
+def seed_run_dir(out: str | Path, seed: int) -> Path:
+    """``OUT/seed_N``: where run ``seed`` of a stacked run writes (a single run's directory)."""
+    return Path(out) / f"seed_{seed}"
+
+
+@dataclass
+class SeedRun:
+    """What one run of a stack keeps of its own (the attributes ``deep.train`` / ``deep.methods`` read of a run)."""
+
+    cfg: TrainConfig  # the single run's config: seed N, out OUT/seed_N
+    env: object
+    np_rng: np.random.Generator
+    gen: torch.Generator
+    election: TeacherElection
+    python_state: object  # random.getstate() and torch's global RNG state after this seed's initialisation,
+    torch_state: torch.Tensor  # kept for the single-run checkpoint layout (training draws nothing from them)
+    step: int = 0
+    episode: int = 0
+    wall_time: float = 0.0
+    member_returns: list[list[float]] = field(default_factory=list)
+    episode_log: list[dict] = field(default_factory=list)
+    eval_log: list[dict] = field(default_factory=list)
+    phase_log: list[dict] = field(default_factory=list)
+    last_checkpoint_step: int | None = None
+    # the episode in progress (not checkpointed: a resumed run starts a new episode, as a single run does)
+    obs: np.ndarray | None = None
+    actor: int = 0
+    episode_start: int = 0
+    ep_return: float = 0.0
+    ep_length: int = 0
+
+
+@dataclass
+class Stack:
+    """S runs stacked: the shared networks, optimizers, replay tensor and step counter, and the runs."""
+
+    cfg: TrainConfig  # the resolved config common to all runs (seed of the first run)
+    runs: list[SeedRun]
+    device: torch.device
+    obs_dim: int
+    act_dim: int
+    ens: Ensemble
+    learner: SACLearner
+    buffer: StackedReplayBuffer
+    gen: SeedGenerators
+    step: int = 0
+    wall_time: float = 0.0
+    finite: dict[str, torch.Tensor] = field(default_factory=dict)
+    last_checkpoint_step: int | None = None
+
+    def track(self, losses: dict[str, torch.Tensor]) -> None:
+        """As ``RunState.track``: fold the (summed over runs) losses' finiteness into device flags."""
+        for name, value in losses.items():
+            ok = torch.isfinite(value).all()
+            self.finite[name] = ok if name not in self.finite else self.finite[name] & ok
+
+
+def _stack_tensors(states: list[dict]) -> dict:
+    """Concatenate per-run state dicts along dim 0 (every stacked tensor is S equal blocks in run order)."""
+    return {key: torch.cat([s[key] for s in states]) for key in states[0]}
+
+
+def new_stack(cfg: TrainConfig, seeds: list[int]) -> Stack:
+    """Fresh stacked runs of resolved ``cfg``: run s seeded and initialised exactly as the single run ``seed_s``."""
+    device = device_of(cfg.device)
+    runs, inits = [], []
+    obs_dim = act_dim = None
+    s = cfg.sac
+    for seed in seeds:
+        out = None if cfg.out is None else str(seed_run_dir(cfg.out, seed))
+        cfg_s = replace(cfg, seed=seed, out=out)
+        np_rng = np.random.default_rng(seed)  # the order of deep.state.new_state
+        random.seed(seed)
+        torch.manual_seed(seed)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed)
+        env = make_env(cfg.env)
+        obs_dim, act_dim = env_dims(env)
+        single = Ensemble(obs_dim, act_dim, cfg.widths, s.hidden_layers, s.init_alpha, s.log_std_min, s.log_std_max)
+        inits.append(single.state_dict())
+        runs.append(SeedRun(cfg=cfg_s, env=env, np_rng=np_rng, gen=gen,
+                            election=TeacherElection(cfg.election, cfg.k, seed, cfg.epsilon, cfg.ucb_c),
+                            python_state=random.getstate(), torch_state=torch.get_rng_state(),
+                            member_returns=[[] for _ in range(cfg.k)]))
+    ens = Ensemble(obs_dim, act_dim, tuple(cfg.widths) * len(seeds), s.hidden_layers, s.init_alpha, s.log_std_min, s.log_std_max)
+    ens.load_state_dict(_stack_tensors(inits))
+    ens = ens.to(device)
+    gens = SeedGenerators([run.gen for run in runs])
+    return Stack(cfg=replace(cfg, seed=seeds[0]), runs=runs, device=device, obs_dim=obs_dim, act_dim=act_dim, ens=ens,
+                 learner=SACLearner(ens, s, gens, cfg.compile),
+                 buffer=StackedReplayBuffer(len(seeds), min(s.buffer_size, cfg.steps), obs_dim, act_dim, device), gen=gens)
+
+
+def _run_rows(value, runs: int, index: int):
+    """Run ``index``'s block of a stacked state value (tensors with a leading axis; scalars are shared)."""
+    if torch.is_tensor(value) and value.dim() > 0:
+        return value.chunk(runs)[index].clone()  # clone: a view would save the whole stacked storage
+    return value.clone() if torch.is_tensor(value) else value
+
+
+def _optimizer_rows(state: dict, runs: int, index: int) -> dict:
+    return dict(state={i: {key: _run_rows(v, runs, index) for key, v in st.items()} for i, st in state["state"].items()},
+                param_groups=state["param_groups"])
+
+
+def _stack_optimizer_states(states: list[dict]) -> dict:
+    first = states[0]
+    stacked = {}
+    for i, st in first["state"].items():
+        stacked[i] = {key: (torch.cat([s["state"][i][key] for s in states]) if torch.is_tensor(v) and v.dim() > 0 else v)
+                      for key, v in st.items()}
+    return dict(state=stacked, param_groups=first["param_groups"])
+
+
+def run_state_dict(stack: Stack, index: int) -> dict:
+    """Run ``index``'s checkpoint, in the single-run layout of ``deep.state.state_dict``."""
+    run, n = stack.runs[index], len(stack.runs)
+    return dict(
+        format=CHECKPOINT_FORMAT, config=run.cfg.to_dict(), obs_dim=stack.obs_dim, act_dim=stack.act_dim,
+        ensemble={key: _run_rows(v, n, index) for key, v in stack.ens.state_dict().items()},
+        optimizers={name: _optimizer_rows(opt.state_dict(), n, index) for name, opt in stack.learner.optimizers().items()},
+        buffer=stack.buffer.run_state_dict(index), election=run.election.state_dict(),
+        rng=dict(numpy=run.np_rng.bit_generator.state, python=run.python_state, torch=run.torch_state, device=run.gen.get_state()),
+        step=run.step, episode=run.episode, wall_time=run.wall_time, member_returns=run.member_returns,
+        episode_log=run.episode_log, eval_log=run.eval_log, phase_log=run.phase_log,
+    )
+
+
+def load_stack(stack: Stack, saved: list[dict]) -> None:
+    """Restore every run of ``stack`` from its single-run checkpoint (they must be at one step)."""
+    steps = {state["step"] for state in saved}
+    if len(steps) > 1:
+        where = ", ".join(f"{run.cfg.out}: step {state['step']}" for run, state in zip(stack.runs, saved))
+        raise ConfigError(f"cannot resume the stacked runs: their checkpoints are at different steps ({where}); "
+                          "resume them one seed at a time with --seed N --out OUT/seed_N --resume")
+    stack.ens.load_state_dict(_stack_tensors([state["ensemble"] for state in saved]))
+    for name, opt in stack.learner.optimizers().items():
+        opt.load_state_dict(_stack_optimizer_states([state["optimizers"][name] for state in saved]))
+    for i, (run, state) in enumerate(zip(stack.runs, saved)):
+        stack.buffer.load_run_state_dict(i, state["buffer"])
+        run.election.load_state_dict(state["election"])
+        run.np_rng.bit_generator.state = state["rng"]["numpy"]
+        run.python_state, run.torch_state = state["rng"]["python"], state["rng"]["torch"]
+        restore_generator(run.gen, state["rng"]["device"], run.cfg.seed, state["step"])
+        run.step, run.episode = state["step"], state["episode"]
+        run.wall_time = float(state.get("wall_time", 0.0))
+        run.member_returns = state["member_returns"]
+        run.episode_log, run.eval_log, run.phase_log = state["episode_log"], state["eval_log"], state["phase_log"]
+        run.last_checkpoint_step = run.step
+    stack.step, stack.wall_time = steps.pop(), max(run.wall_time for run in stack.runs)
+    stack.last_checkpoint_step = stack.step
+
+
+# ---------------------------------------------------------------------------------------- the stacked loop
+def start_stack(cfg: TrainConfig, seeds: list[int], *, resume: bool, overwrite: bool):
+    """As ``deep.train.start`` for stacked runs: every refusal before anything is written."""
+    from deep.train import prepare_run_dir
+
+    if len(seeds) < 1:
+        raise ConfigError("--seeds: give at least one seed")
+    cfg = resolve(cfg)
+    plan = stacked_plan_of(cfg)
+    if cfg.out is None:
+        raise ConfigError("--seeds needs --out (the runs go to OUT/seed_N)")
+    saved, doomed = [], []
+    for seed in seeds:
+        cfg_s = replace(cfg, seed=seed, out=str(seed_run_dir(cfg.out, seed)))
+        out = Path(cfg_s.out)
+        doomed += prepare_run_dir(out, resume=resume, overwrite=overwrite)  # refuses; deletes nothing yet
+        if resume:
+            state = load_checkpoint(out, "cpu")
+            check_same_run(resolve(TrainConfig.from_dict(state["config"])), cfg_s, f"{out}")
+            if state["step"] > cfg.steps:
+                from deep.train import RunDirError
+
+                raise RunDirError(f"cannot resume {out}: its checkpoint is at step {state['step']}, beyond --steps {cfg.steps}")
+            saved.append(state)
+    stack = new_stack(cfg, seeds)
+    if saved:
+        load_stack(stack, saved)
+    for path in doomed:  # every check passed for every seed: now (and only now) the directories change
+        path.unlink()
+    return stack, plan
+
+
+def _check_finite(stack: Stack) -> None:
+    from deep.train import TrainingDiverged
+
+    if not stack.finite:
+        return
+    names = list(stack.finite)
+    flags = torch.stack([stack.finite[n] for n in names]).cpu().numpy()
+    if not flags.all():
+        bad = [n for n, ok in zip(names, flags) if not ok]
+        cfg = stack.cfg
+        where = (f"the last good checkpoints (step {stack.last_checkpoint_step}) are kept in {cfg.out}/seed_N"
+                 if stack.last_checkpoint_step is not None else "no checkpoint had been written yet")
+        raise TrainingDiverged(f"the {', '.join(bad)} loss of the stacked runs (seeds {[r.cfg.seed for r in stack.runs]}) "
+                               f"became NaN or inf before env step {stack.step} ({cfg.method} on {cfg.env}); "
+                               f"training stopped, {where}")
+
+
+def _act(stack: Stack) -> np.ndarray:
+    """Every run's action (S, |A|): uniform during warm-up (each run's numpy RNG), else a sample of each run's
+    acting member from ONE batched forward of all S K members (each run's noise from its own generator)."""
+    k = stack.cfg.k
+    if stack.step < stack.cfg.sac.warmup_steps:
+        return np.stack([run.np_rng.uniform(-1.0, 1.0, stack.act_dim) for run in stack.runs])
+    obs = np.stack([np.asarray(run.obs, np.float32).reshape(-1) for run in stack.runs])
+    x = repeat_rows(torch.as_tensor(obs, device=stack.device)[:, None, :], k)  # (S K, 1, obs)
+    rows = torch.tensor([s * k + run.actor for s, run in enumerate(stack.runs)], device=stack.device)
+    with torch.no_grad():
+        actions = stack.learner.act(x, deterministic=False)[rows, 0]
+    return actions.cpu().numpy()  # one sync per env step for all runs
+
+
+def _evaluate(stack: Stack) -> None:
+    """Deterministic episodes of every member of every run in ONE lockstep batch (run s's episodes from its own
+    evaluation seeds, as its single run) -> each run's eval log."""
+    from deep.train import append_eval_rows
+
+    cfg, k = stack.cfg, stack.cfg.k
+    seeds = [10_000 + 1_000 * run.cfg.seed for run in stack.runs for _ in range(k)]
+
+    def act_fn(obs):
+        return stack.learner.act(torch.as_tensor(obs, device=stack.device), deterministic=True).cpu().numpy()
+
+    returns = evaluate_policies(act_fn, cfg.env, k * len(stack.runs), cfg.eval_episodes, seed=seeds)
+    for s, run in enumerate(stack.runs):
+        append_eval_rows(run, returns[s * k:(s + 1) * k], [{} for _ in range(k)], stack.learner.compile_ran)
+
+
+def _checkpoint(stack: Stack) -> None:
+    _check_finite(stack)
+    for i, run in enumerate(stack.runs):
+        save_checkpoint(run_state_dict(stack, i), run.cfg.out)
+        run.last_checkpoint_step = run.step
+    stack.last_checkpoint_step = stack.step
+
+
+def _new_episode(run: SeedRun, plan) -> None:
+    from deep.train import choose_actor
+
+    run.obs, _ = run.env.reset(seed=int(run.np_rng.integers(2**31)))
+    run.actor = choose_actor(run, plan)
+    run.episode_start, run.ep_return, run.ep_length = run.step, 0.0, 0
+
+
+def _record(run: SeedRun, plan, next_obs, reward: float, terminated: bool, truncated: bool, warmup: int, wall: float) -> None:
+    """After an env step of ``run``: its episode's bookkeeping, exactly as the single run's loop."""
+    run.obs = next_obs
+    run.ep_return += float(reward)
+    run.ep_length += 1
+    if terminated or truncated:
+        from_policy = run.episode_start >= warmup
+        if from_policy and run.actor >= 0:
+            run.member_returns[run.actor].append(run.ep_return)
+        run.episode_log.append(dict(step=run.step, episode=run.episode, actor=run.actor if from_policy else WARMUP_ACTOR,
+                                    episode_return=run.ep_return, length=run.ep_length, terminated=bool(terminated),
+                                    wall_time_s=wall))
+        run.episode += 1
+        _new_episode(run, plan)
+
+
+def train_seeds(cfg: TrainConfig, seeds: list[int], *, resume: bool = False, overwrite: bool = False,
+                stop_at: int | None = None) -> dict[int, dict[str, pd.DataFrame]]:
+    """Train ``cfg`` for every seed in ``seeds`` as one stacked process (module docstring); return
+    {seed: tables}. Arguments as ``deep.train.train``; ``cfg.out`` is the parent of the ``seed_N`` run dirs."""
+    from tqdm.auto import tqdm
+
+    from deep.train import _Killed, tables, write_tables
+
+    stack, plan = start_stack(cfg, seeds, resume=resume, overwrite=overwrite)
+    cfg, s = stack.cfg, stack.cfg.sac
+    bar = tqdm(total=cfg.steps, initial=stack.step, disable=not cfg.progress, unit="step",
+               desc=f"{cfg.method} {cfg.env} seeds {seeds[0]}..{seeds[-1]}", dynamic_ncols=True, mininterval=1.0)
+    for run in stack.runs:
+        _new_episode(run, plan)
+    t0, s0, wall0 = time.perf_counter(), stack.step, stack.wall_time
+    try:
+        while stack.step < cfg.steps:
+            # ---- act and store (every run one env step)
+            actions = _act(stack)
+            warm = stack.step < s.warmup_steps
+            obs = [run.obs for run in stack.runs]
+            steps = [run.env.step(to_env_action(a, run.env.action_space)) for run, a in zip(stack.runs, actions)]
+            stack.buffer.add(np.stack([np.asarray(o, np.float32).reshape(-1) for o in obs]), actions,
+                             np.array([st[1] for st in steps], np.float32),
+                             np.stack([np.asarray(st[0], np.float32).reshape(-1) for st in steps]),
+                             np.array([st[2] for st in steps], np.float32),
+                             np.array([WARMUP_ACTOR if warm else run.actor for run in stack.runs]))
+            stack.step += 1
+            wall = wall0 + time.perf_counter() - t0
+            for run, (next_obs, reward, terminated, truncated, _) in zip(stack.runs, steps):
+                run.step = stack.step
+                _record(run, plan, next_obs, reward, terminated, truncated, s.warmup_steps, wall)
+            # ---- learn: the method's steps, all runs at once
+            if stack.step >= s.warmup_steps:
+                for _ in range(s.updates_per_step):
+                    plan.update(stack)
+                if (plan.phase is not None and stack.step >= cfg.distill_start
+                        and (stack.step - cfg.distill_start) % cfg.distill_interval == 0):
+                    plan.phase(stack, plan)
+            # ---- measure, save
+            stack.wall_time = wall0 + time.perf_counter() - t0
+            for run in stack.runs:
+                run.wall_time = stack.wall_time
+            if stack.step % cfg.nan_check_every == 0:
+                _check_finite(stack)
+            if stack.step % cfg.eval_every == 0 or stack.step == cfg.steps:
+                _check_finite(stack)
+                _evaluate(stack)
+                for run in stack.runs:
+                    write_tables(run)
+            if stack.step % cfg.checkpoint_every == 0 or stack.step == cfg.steps:
+                _checkpoint(stack)
+            if stack.step % 100 == 0 or stack.step == cfg.steps:
+                bar.update(stack.step - bar.n)
+                rate = len(seeds) * (stack.step - s0) / (time.perf_counter() - t0)
+                bar.set_description(f"{cfg.method} {cfg.env} {len(seeds)} seeds {rate:.0f} env steps/s", refresh=False)
+            if stop_at is not None and stack.step >= stop_at:
+                raise _Killed(f"stopped at step {stack.step} (stop_at)")
+    finally:
+        bar.close()
+        for run in stack.runs:
+            run.env.close()
+    for run in stack.runs:
+        write_tables(run)
+    return {run.cfg.seed: tables(run) for run in stack.runs}
