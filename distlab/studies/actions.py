@@ -28,7 +28,6 @@ import mdps
 from distlab import exact, teachers
 from distlab.studies import _common
 
-FIGURE = "fig4_actions"
 RULES = ("entropy-regularised", "expected-entropy", "on-policy", "n-distill")
 
 

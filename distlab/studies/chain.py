@@ -38,7 +38,6 @@ from distlab import exact
 from distlab.exact import _evaluate_into
 from distlab.teachers import sample_index
 
-FIGURE = "fig6_chain"
 
 CLONING = ("teacher", "on-policy", "n-distill")
 SAMPLED_RULES = CLONING + ("td-teacher-v",)

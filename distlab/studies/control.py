@@ -20,8 +20,6 @@ import pandas as pd
 from distlab import teachers
 from distlab.studies import _common
 
-FIGURE = "fig3_control"
-
 
 @dataclass(frozen=True)
 class Config:

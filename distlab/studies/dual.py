@@ -26,7 +26,6 @@ import pandas as pd
 from distlab import exact
 from distlab.studies import _common
 
-FIGURE = "fig_dual"
 METHODS = ("dpd-indicator", "dpd-exp", "independent", "single-double-steps")
 
 

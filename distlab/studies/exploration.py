@@ -19,7 +19,6 @@ import pandas as pd
 from distlab import teachers
 from distlab.studies import _common
 
-FIGURE = "fig_exploration"
 # (exploration, epsilon, temperature): the settings compared
 STRATEGIES = (("none", 0.0, 1.0), ("greedy", 0.0, 1.0), ("epsilon-greedy", 0.1, 1.0), ("epsilon-greedy", 0.3, 1.0),
               ("boltzmann", 0.0, 0.3), ("boltzmann", 0.0, 3.0))
