@@ -31,33 +31,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from distlab import rules
-from distlab import student as st
-from distlab.expected import _solve, expected_update, update_terms
+from distlab.expected import expected_update, rule_objective, update_terms
 from mdps import TabularMDP
 
 __all__ = ["rule_objective", "jacobian", "asymmetry", "objective_gradient", "gradient_gap"]
-
-
-def rule_objective(mdp: TabularMDP, rule, theta, teacher, *, fixed_weight=None, **options) -> float:
-    """The candidate objective ``J(theta)`` of ``rule`` (module docstring); ``fixed_weight`` (S,)
-    overrides the gate * mask loss weight (default: evaluated at this ``theta``)."""
-    rule = rules.resolve(rule, loss=options.pop("loss", None), control=options.pop("control", None))
-    terms = update_terms(mdp, rule, theta, teacher, fixed_weight=fixed_weight, **options)
-    S, A = mdp.n_states, mdp.n_actions
-    cost = np.zeros((S, A))
-    if rule.reward == "log-teacher":
-        cost -= terms.mask[:, None] * st.log_teacher(terms.target)
-    if rule.env_reward:
-        cost -= mdp.R
-    if rule.score in ("td-teacher-v", "td-v0"):
-        cost -= mdp.R
-    state_cost = terms.weight * terms.losses + (terms.control * cost).sum(axis=-1)
-    _, _, visits = _solve(mdp, terms.control, np.zeros((S, A)))
-    value = float(visits @ state_cost)
-    if rule.reward == "teacher-v-shaping":
-        value += float(mdp.mu0 @ terms.teacher_value)
-    return value
 
 
 def _perturbations(theta: np.ndarray, eps: float):

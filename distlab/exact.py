@@ -267,9 +267,3 @@ def optimal_batch(batch: MDPBatch, max_iterations: int = 1000) -> tuple[np.ndarr
         _raise_nonterminating(int(status[b]), f"a policy met during policy iteration on MDP {b}")
     return V, Q, _greedy(actions, A)
 
-
-def expected_update(mdp, rule, theta, teacher, **options):
-    """The exact update direction of a distillation rule: :func:`distlab.expected.expected_update`."""
-    from distlab.expected import expected_update as _expected_update  # lazy: expected imports exact
-
-    return _expected_update(mdp, rule, theta, teacher, **options)

@@ -5,6 +5,7 @@ update direction of Eq. 1 is computed exactly from the expected visits ``d_q`` o
 and the Q-values of the rule's reward channel under ``q``::
 
     g = sum_s d_q(s) [ w(s) dl(s)/dtheta  -  sum_a q(a|s) dlog pi_theta(a|s)/dtheta * W(s, a) ]
+      (with DPD's peer states, the loss term's d_q is the peer's d_peer)
 
     w(s)    = gate(s) * mask(s)                      (gate: 1, value gate, DPD weight; mask: loss_mask)
     W(s, a) = Qhat_q(s, a) + TD(s, a)
@@ -38,8 +39,10 @@ Choices made here, where Eq. 1 leaves room:
 * exploration changes the student's behaviour where the control uses it (``student``, ``mixture``);
   the score keeps ``grad log pi_theta`` (as the sampled kernels do).
 * ``dpd``: ``xi(s) = V_peer(s) - V_theta(s)`` (Lai et al., 2020, Eqs. 9, 11) and the peer is the
-  distillation target (``peer`` defaults to the teacher); states and actions come from the control
-  (``student`` in the registry: the student's own trajectories).
+  distillation target (``peer`` defaults to the teacher). The loss term's states come from the peer,
+  ``d_peer`` in place of ``d_q`` (Eq. 11, ``s ~ pi~``; ``dpd_states="peer"``, the default) or from the
+  control (``"own"``); the score term (``dpd+r``) from the control. The exp weight is clipped at
+  ``dpd_clip`` and divided by its mean under those states' visits (``dpd_clip=None``: Eq. 11 as printed).
 * ``teacher_temperature`` changes the distillation target (losses, log-teacher rewards) only; the
   teacher as given still acts (control ``teacher``) and its value is computed from it (seed 003 tempers
   the targets of the loss).
@@ -61,9 +64,10 @@ import pandas as pd
 from distlab import rules
 from distlab import student as st
 from distlab.exact import _evaluate_into, check_policy, evaluate
+from distlab.options import DATA, UpdateOptions, resolve, split_keywords
 from mdps import TabularMDP
 
-__all__ = ["expected_update", "expected_step_reward", "update_terms", "UpdateTerms", "run_exact"]
+__all__ = ["expected_update", "expected_step_reward", "update_terms", "UpdateTerms", "rule_objective", "run_exact"]
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -107,6 +111,8 @@ class UpdateTerms:
     step_reward: np.ndarray  # (S, A) rbar (+ R with "+R"): the reward channel folded into (s, a)
     score_weight: np.ndarray  # (S, A) W = Qhat_q + TD
     visits: np.ndarray  # (S,) d_q
+    loss_visits: np.ndarray  # (S,) the visits of the loss's states: d_q, or the peer's (dpd_states="peer")
+    return_to_go: np.ndarray  # (S,) E_q[Rhat_t | s_t = s] = sum_a q(a|s) Qhat_q(s, a): the exact baseline
     teacher_value: np.ndarray | None
     student_value: np.ndarray | None
 
@@ -115,38 +121,36 @@ class UpdateTerms:
         q, W, p = self.control, self.score_weight, self.student
         qW = q * W
         score = qW - p * qW.sum(axis=-1, keepdims=True)
-        return self.visits[:, None] * (self.weight[:, None] * self.loss_grads - score)
+        return (self.loss_visits * self.weight)[:, None] * self.loss_grads - self.visits[:, None] * score
 
 
-def update_terms(
-    mdp: TabularMDP,
-    rule,
-    theta,
-    teacher,
-    *,
-    alias=None,
-    loss: str | None = None,
-    control: str | None = None,
-    beta: float = 0.5,
-    exploration: str = "none",
-    epsilon: float = 0.1,
-    temperature: float = 1.0,
-    teacher_temperature: float = 1.0,
-    teacher_value=None,
-    student_value=None,
-    peer=None,
-    peer_value=None,
-    dpd_weight: str = "exp",
-    dpd_alpha: float = 1.0,
-    loss_mask=None,
-    fixed_weight=None,
-) -> UpdateTerms:
+def _control_visits(mdp: TabularMDP, q: np.ndarray) -> np.ndarray:
+    return _solve(mdp, q, np.zeros(q.shape))[2]
+
+
+def _dpd_gate(options: UpdateOptions, xi: np.ndarray, source_visits) -> np.ndarray:
+    """DPD's weight of ``xi = V_peer - V_theta`` (Lai et al., 2020): ``1[xi > 0]`` (Eq. 9), ``exp(alpha xi)``
+    (Eq. 11, ``dpd_clip=None``), or ``min(exp(alpha xi), clip) / mean`` with the mean under the expected
+    visits of the states the loss is taken on (``source_visits()``, normalised), as the deep backend's
+    minibatch mean."""
+    if options.dpd_weight == "indicator":
+        return (xi > 0.0).astype(np.float64)
+    gate = np.exp(options.dpd_alpha * xi)
+    if options.dpd_clip is None:
+        return gate
+    gate = np.minimum(gate, options.dpd_clip)
+    d = source_visits()
+    return gate / max(float(d @ gate / d.sum()), 1e-8)
+
+
+def update_terms(mdp: TabularMDP, rule, theta, teacher, options: UpdateOptions | None = None, *, fixed_weight=None,
+                 **keywords) -> UpdateTerms:
     """The pieces of :func:`expected_update` (see the module docstring). ``fixed_weight`` (S,)
     replaces the gate * mask weight (the diagnostics hold it fixed while differentiating)."""
-    rule = rules.resolve(
-        rule, loss=loss, control=control, exploration=exploration, beta=beta, epsilon=epsilon, temperature=temperature,
-        teacher_temperature=teacher_temperature, dpd_weight=dpd_weight, dpd_alpha=dpd_alpha,
-    )
+    options, data = split_keywords("update_terms", options, keywords)
+    rule = resolve(rule, options)
+    alias, teacher_value, student_value = data.get("alias"), data.get("teacher_value"), data.get("student_value")
+    peer, peer_value, loss_mask = data.get("peer"), data.get("peer_value"), data.get("loss_mask")
     S, A = mdp.n_states, mdp.n_actions
     theta = np.asarray(theta, dtype=np.float64)
     if theta.ndim != 2 or theta.shape[1] != A:
@@ -157,6 +161,9 @@ def update_terms(
     if alias is not None and alias.shape != (S,):
         raise ValueError(f"alias must have one entry per state ({S}); got shape {alias.shape}")
     teacher = check_policy(teacher, S, A, "teacher")
+    dpd = rule.gate == "dpd"
+    if (peer is not None or peer_value is not None) and not dpd:
+        raise ValueError(f"peer / peer_value are for rules with gate 'dpd'; rule {rule.name!r} has gate {rule.gate!r}")
     if peer is not None:
         peer = check_policy(peer, S, A, "peer")
     if loss_mask is None:
@@ -166,19 +173,27 @@ def update_terms(
     logits = theta if alias is None else theta[alias]
     pi_theta = st.softmax(logits)
     uses_student = rule.control in ("student", "mixture")
-    behaviour = st.explore(pi_theta, exploration, epsilon, temperature, theta=theta, alias=alias) if uses_student else pi_theta
-    q = st.control_policy(rule.control, behaviour, teacher, beta)
+    behaviour = pi_theta
+    if uses_student:
+        behaviour = st.explore(pi_theta, options.exploration, options.epsilon, options.temperature, theta=theta, alias=alias)
+    q = st.control_policy(rule.control, behaviour, teacher, options.beta)
+    # DPD's Eq. 11 takes the loss's states from the peer (s ~ pi~; the teacher when no peer is given).
+    peer_policy = teacher if peer is None else peer
+    peer_states = dpd and options.dpd_states == "peer"
+    loss_visits = None
+    if peer_states:
+        loss_visits = evaluate(mdp, peer_policy)[2]
 
     # Values, computed exactly only where a component needs them.
     V_teacher = None
-    if rule.uses_teacher_value or (rule.gate == "dpd" and peer is None and peer_value is None):
+    if rule.uses_teacher_value or (dpd and peer is None and peer_value is None):
         V_teacher = evaluate(mdp, teacher)[0] if teacher_value is None else _check_state_vector("teacher_value", teacher_value, S)
     V_theta = None
     if rule.uses_student_value:
         V_theta = evaluate(mdp, pi_theta)[0] if student_value is None else _check_state_vector("student_value", student_value, S)
 
-    source = peer if (rule.gate == "dpd" and peer is not None) else teacher
-    target = st.tempered_teacher(source, teacher_temperature)
+    source = peer if (dpd and peer is not None) else teacher
+    target = st.tempered_teacher(source, options.teacher_temperature)
 
     if fixed_weight is not None:
         weight = _check_state_vector("fixed_weight", fixed_weight, S)
@@ -186,15 +201,14 @@ def update_terms(
         gate = np.ones(S)
         if rule.gate == "value":
             gate = (V_teacher > V_theta).astype(np.float64)
-        elif rule.gate == "dpd":
+        elif dpd:
             if peer_value is not None:
                 V_peer = _check_state_vector("peer_value", peer_value, S)
             elif peer is not None:
                 V_peer = evaluate(mdp, peer)[0]
             else:
                 V_peer = V_teacher
-            xi = V_peer - V_theta
-            gate = (xi > 0.0).astype(np.float64) if dpd_weight == "indicator" else np.exp(dpd_alpha * xi)
+            gate = _dpd_gate(options, V_peer - V_theta, lambda: loss_visits if peer_states else _control_visits(mdp, q))
         weight = gate * mask
 
     losses = st.loss_values(rule.loss, target, logits)
@@ -214,14 +228,15 @@ def update_terms(
         rbar = _expect_next(mdp, V_teacher) - V_teacher[:, None]
     step_reward = rbar + mdp.R if rule.env_reward else rbar
 
-    _, Qhat, visits = _solve(mdp, q, step_reward)
+    return_to_go, Qhat, visits = _solve(mdp, q, step_reward)
     if rule.score == "td-teacher-v":
         W = Qhat + mdp.R + _expect_next(mdp, V_teacher)
     elif rule.score == "td-v0":
         W = Qhat + mdp.R
     else:
         W = Qhat
-    return UpdateTerms(rule, logits, pi_theta, target, q, weight, mask, losses, loss_grads, step_reward, W, visits, V_teacher, V_theta)
+    return UpdateTerms(rule, logits, pi_theta, target, q, weight, mask, losses, loss_grads, step_reward, W, visits,
+                       visits if loss_visits is None else loss_visits, return_to_go, V_teacher, V_theta)
 
 
 def _rows_sum(per_state: np.ndarray, theta_shape, alias) -> np.ndarray:
@@ -233,65 +248,65 @@ def _rows_sum(per_state: np.ndarray, theta_shape, alias) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- API
-def expected_update(
-    mdp: TabularMDP,
-    rule,
-    theta,
-    teacher,
-    *,
-    alias=None,
-    loss: str | None = None,
-    control: str | None = None,
-    beta: float = 0.5,
-    exploration: str = "none",
-    epsilon: float = 0.1,
-    temperature: float = 1.0,
-    teacher_temperature: float = 1.0,
-    teacher_value=None,
-    student_value=None,
-    peer=None,
-    peer_value=None,
-    dpd_weight: str = "exp",
-    dpd_alpha: float = 1.0,
-    loss_mask=None,
-) -> np.ndarray:
+def expected_update(mdp: TabularMDP, rule, theta, teacher, options: UpdateOptions | None = None,
+                    **keywords) -> np.ndarray:
     """The exact update direction ``g`` of Eq. 1 (shape of ``theta``), applied as ``theta -= lr * g``.
 
     Args:
         mdp: the tabular MDP.
         rule: a registered name (``rules.names()``) or a :class:`rules.Rule`.
-        theta: student logits (rows, A); ``alias`` maps state -> row (None: one row per state).
+        theta: student logits (rows, A).
         teacher: the teacher policy pi (S, A).
-        loss, control: swap the rule's loss / control component (``rules.LOSSES``, ``rules.CONTROLS``).
-        beta: teacher weight of the ``"mixture"`` control.
-        exploration, epsilon, temperature: the student's behaviour where the control uses it
-            (``student.explore``).
-        teacher_temperature: sharpen / flatten the distillation target, ``pi^(1/T)`` renormalised.
-        teacher_value: V_pi to use instead of the exact one (an estimate, or e.g. the optimal value for
-            the adversarial teacher of Fig. 6).
-        student_value: V_theta for the value and DPD gates instead of the exact one (e.g. a critic's).
-        peer, peer_value: the other policy of ``dpd`` (default: the teacher) and its value.
-        dpd_weight, dpd_alpha: DPD's ``"indicator"`` 1[xi > 0] (Eq. 9) or ``"exp"`` exp(alpha xi) (Eq. 11).
-        loss_mask: per-state weight of the teacher's policy signal (see the module docstring).
+        options: an :class:`~distlab.options.UpdateOptions` (loss / control swaps, exploration, temperatures,
+            DPD's weight, clip and states; the sampled backend's estimator options are accepted and do
+            not change the expectation). Keywords naming its fields override it.
+        keywords: the option fields, and the per-MDP data (``distlab.options.DATA``):
+            alias: state -> row of theta (None: one row per state);
+            teacher_value: V_pi to use instead of the exact one (an estimate, or e.g. the optimal value
+                for the adversarial teacher of Fig. 6);
+            student_value: V_theta for the value and DPD gates instead of the exact one (e.g. a critic's);
+            peer, peer_value: the other policy of ``dpd`` (default: the teacher) and its value;
+            loss_mask: per-state weight of the teacher's policy signal (see the module docstring).
 
     ``teacher-v-reward``: its expected update equals ``rl``'s exactly (the shaping telescopes into a
     baseline, module docstring); ``X+r`` equals ``X`` plus ``rl`` for every X whose control is the student.
     """
-    terms = update_terms(
-        mdp, rule, theta, teacher, alias=alias, loss=loss, control=control, beta=beta, exploration=exploration,
-        epsilon=epsilon, temperature=temperature, teacher_temperature=teacher_temperature, teacher_value=teacher_value,
-        student_value=student_value, peer=peer, peer_value=peer_value, dpd_weight=dpd_weight, dpd_alpha=dpd_alpha, loss_mask=loss_mask,
-    )
-    return _rows_sum(terms.logit_grads(), np.shape(theta), alias)
+    terms = update_terms(mdp, rule, theta, teacher, options, **keywords)
+    return _rows_sum(terms.logit_grads(), np.shape(theta), keywords.get("alias"))
 
 
-def expected_step_reward(mdp: TabularMDP, rule, theta, teacher, **options) -> np.ndarray:
+def expected_step_reward(mdp: TabularMDP, rule, theta, teacher, options: UpdateOptions | None = None,
+                         **keywords) -> np.ndarray:
     """The rule's reward channel folded into (s, a): ``E[rhat_t (+ r_t) | s_t = s, a_t = a]`` (S, A).
 
     E.g. for ``teacher-v-reward`` this is ``r^V = R(s, a) + sum_s' P(s'|s,a) V_pi(s') - V_pi(s)``, the
     expected shaped reward of Sec. 4.2 (Prop. 4).
     """
-    return update_terms(mdp, rule, theta, teacher, **options).step_reward
+    return update_terms(mdp, rule, theta, teacher, options, **keywords).step_reward
+
+
+def rule_objective(mdp: TabularMDP, rule, theta, teacher, options: UpdateOptions | None = None, *,
+                   fixed_weight=None, **keywords) -> float:
+    """The candidate objective ``J(theta)`` of ``rule`` (:mod:`distlab.diagnostics` docstring);
+    ``fixed_weight`` (S,) overrides the gate * mask loss weight (default: evaluated at this ``theta``).
+
+    ``J = sum_s d_l(s) w(s) l(s) + sum_s d_q(s) sum_a q(a|s) c(s, a)`` (+ ``mu0 @ V_pi`` for
+    teacher-v-shaping), ``d_l`` the visits of the loss's states (``UpdateTerms.loss_visits``).
+    """
+    terms = update_terms(mdp, rule, theta, teacher, options, fixed_weight=fixed_weight, **keywords)
+    rule = terms.rule
+    S, A = mdp.n_states, mdp.n_actions
+    cost = np.zeros((S, A))
+    if rule.reward == "log-teacher":
+        cost -= terms.mask[:, None] * st.log_teacher(terms.target)
+    if rule.env_reward:
+        cost -= mdp.R
+    if rule.score in ("td-teacher-v", "td-v0"):
+        cost -= mdp.R
+    value = float(terms.loss_visits @ (terms.weight * terms.losses) + terms.visits @ (terms.control * cost).sum(axis=-1))
+    if rule.reward == "teacher-v-shaping":
+        value += float(mdp.mu0 @ terms.teacher_value)
+    return value
 
 
 def _record(mdp, theta, alias, teacher, teacher_visits, objective_fn, step, g_norm) -> dict:
@@ -316,6 +331,7 @@ def run_exact(
     mdp: TabularMDP,
     rule,
     teacher,
+    options: UpdateOptions | None = None,
     *,
     steps: int,
     lr: float,
@@ -323,45 +339,44 @@ def run_exact(
     alias=None,
     record_every: int = 1,
     progress: bool = False,
-    **options,
+    **keywords,
 ) -> pd.DataFrame:
     """Exact dynamics ``theta <- theta - lr * expected_update(...)`` for ``steps`` steps.
 
     Returns a tidy table, one row per record (step 0, every ``record_every`` steps, and the last):
     ``step``; ``student_return`` = mu0 @ V_theta; ``hx_student`` = E_{pi_theta}[sum_t Hx(pi || pi_theta)]
     and ``hx_teacher`` = E_pi[sum_t Hx(pi || pi_theta)] (the distillation losses under the student's and
-    the teacher's trajectories, Fig. 3; NaN if the teacher never ends an episode); ``objective``: the rule's candidate objective
-    (:func:`distlab.diagnostics.rule_objective`, gates held at the current theta); ``update_norm`` =
-    ||g|| of the step taken from the recorded theta (NaN on the last record); and ``theta_<row>_<a>``
-    columns when theta has at most 16 entries. ``theta0`` defaults to zeros (the uniform student).
-    ``options`` are those of :func:`expected_update`.
+    the teacher's trajectories, Fig. 3; NaN if the teacher never ends an episode); ``objective``: the
+    rule's candidate objective (:func:`rule_objective`, gates held at the current theta);
+    ``update_norm`` = ||g|| of the step taken from the recorded theta (NaN on the last record); and
+    ``theta_<row>_<a>`` columns when theta has at most 16 entries. ``theta0`` defaults to zeros (the
+    uniform student). ``options`` and ``keywords`` are those of :func:`expected_update`.
     """
-    from distlab.diagnostics import rule_objective  # diagnostics imports this module
-
+    options, data = split_keywords("run_exact", options, keywords, data=tuple(n for n in DATA if n != "alias"))
     if int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be a non-negative integer; got {steps!r}")
     if int(record_every) != record_every or record_every < 1:
         raise ValueError(f"record_every must be a positive integer; got {record_every!r}")
     if not np.isfinite(lr):
         raise ValueError(f"lr must be finite; got {lr!r}")
-    rule_ = rules.resolve(rule, loss=options.get("loss"), control=options.get("control"))
+    rule_ = resolve(rule, options)
     teacher = check_policy(teacher, mdp.n_states, mdp.n_actions, "teacher")
     if theta0 is None:
         rows = mdp.n_states if alias is None else int(np.max(alias)) + 1
         theta0 = np.zeros((rows, mdp.n_actions))
     theta = np.array(theta0, dtype=np.float64)
     # The teacher is fixed: solve for its value once rather than at every step.
-    if options.get("teacher_value") is None and (rule_.uses_teacher_value or rule_.gate == "dpd"):
-        options["teacher_value"] = evaluate(mdp, teacher)[0]
-    if rule_.gate == "dpd" and options.get("peer") is not None and options.get("peer_value") is None:
-        options["peer_value"] = evaluate(mdp, options["peer"])[0]
+    if data.get("teacher_value") is None and (rule_.uses_teacher_value or rule_.gate == "dpd"):
+        data["teacher_value"] = evaluate(mdp, teacher)[0]
+    if rule_.gate == "dpd" and data.get("peer") is not None and data.get("peer_value") is None:
+        data["peer_value"] = evaluate(mdp, data["peer"])[0]
     try:
         teacher_visits = evaluate(mdp, teacher)[2]
     except ValueError:  # a deterministic teacher may never end an episode: no E_pi[...] to record
         teacher_visits = np.full(mdp.n_states, np.nan)
 
     def objective_fn(th):
-        return rule_objective(mdp, rule_, th, teacher, alias=alias, **options)
+        return rule_objective(mdp, rule_, th, teacher, options, alias=alias, **data)
 
     records = []
     iterator = range(steps + 1)
@@ -371,7 +386,7 @@ def run_exact(
         iterator = tqdm(iterator, desc=f"run_exact {rule_.name}")
     for step in iterator:
         last = step == steps
-        g = None if last else expected_update(mdp, rule_, theta, teacher, alias=alias, **options)
+        g = None if last else expected_update(mdp, rule_, theta, teacher, options, alias=alias, **data)
         if last or step % record_every == 0:
             g_norm = float("nan") if g is None else float(np.linalg.norm(g))
             records.append(_record(mdp, theta, alias, teacher, teacher_visits, objective_fn, step, g_norm))

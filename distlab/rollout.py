@@ -123,14 +123,17 @@ def policy_cdf(pi):
 @nb.njit(cache=True, inline="always")
 def softmax_row(logits, out):
     """``out = softmax(logits)`` for one row, shifted by the maximum; returns the log-normaliser
-    ``log sum_a exp logits[a]``."""
+    ``log sum_a exp logits[a]`` (so a log-softmax needs no second pass of exponentials). ``out`` may be
+    ``logits`` itself. The one softmax of the numba kernels (``distlab.student.softmax`` is NumPy's)."""
     m = logits[0]
     for a in range(1, logits.shape[0]):
         m = max(m, logits[a])
     total = 0.0
     for a in range(logits.shape[0]):
-        out[a] = math.exp(logits[a] - m)
-        total += out[a]
+        e = math.exp(logits[a] - m)
+        out[a] = e
+        total += e
+    inv_total = 1.0 / total
     for a in range(logits.shape[0]):
-        out[a] /= total
+        out[a] *= inv_total
     return m + math.log(total)

@@ -49,7 +49,8 @@ reward ``rhat_i`` (summed into Rhat_t from i = t):
     ``"log-teacher"``: log pi(a_i|s_i)                                      (entropy-regularised)
     ``"neg-next-loss"``: -l(pi(s_{i+1}), pi_theta(s_{i+1})), 0 past the end (n-distill, Theorem 2)
     ``"log-teacher-next"``: log pi(a_{i+1}|s_{i+1}), 0 past the end         (expected-entropy)
-    ``"teacher-v-shaping"``: V_pi(s_{i+1}) - V_pi(s_i), V_pi = 0 past the end (teacher-v-reward, Sec 4.2)
+    ``"teacher-v-shaping"``: V_pi(s_{i+1}) - V_pi(s_i), V_pi = 0 past the end (teacher-v-reward, Sec 4.2;
+        Table 1 prints ``- V_pi_theta(s_i)``: distlab follows Sec. 4.2, see the rule's doc)
     The correction ``"neg-next-loss"`` uses the loss as applied, ``w(s_{i+1}) l(s_{i+1})`` with the loss
     weight ``w`` = gate * ``loss_mask``; the log-teacher rewards are multiplied by ``loss_mask(s)``
     (a backend option: the states where the teacher gives a signal, default all; the Fig. 2
@@ -61,19 +62,22 @@ gate ``w(s)`` multiplying the loss:
     ``"dpd"``: DPD (Lai et al., 2020, Eqs. 9 and 11) with ``xi = V_peer(s) - V_self(s)``, weight
     ``1[xi > 0]`` (``dpd_weight="indicator"``) or ``exp(alpha * xi)`` (``"exp"``). The sign is the
     paper's: a state where the *peer* is better is where the student distils. (The public DPD code uses
-    opposite signs in its DDPG and PPO parts; distlab follows the paper.)
+    opposite signs in its DDPG and PPO parts; distlab follows the paper.) The exp weight's clipping and
+    normalisation (``dpd_clip``) and the state distribution of the loss (``dpd_states``, Eq. 11 takes
+    ``s ~ pi~``, the peer) are options: :class:`distlab.options.UpdateOptions`.
+
+Options (loss / control swaps, exploration, temperatures, DPD weight, step unit, baseline, ...) are one
+frozen dataclass, :class:`distlab.options.UpdateOptions`, validated once.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 __all__ = [
     "Rule",
     "register",
     "get",
-    "resolve",
     "DPD_WEIGHTS",
     "names",
     "base_names",
@@ -186,58 +190,6 @@ def get(name: str | Rule) -> Rule:
         raise ValueError(f"unknown rule {name!r}; valid rules: {', '.join(names())}") from None
 
 
-def _check_choice(name: str, value, valid) -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(str, valid))}")
-
-
-def resolve(
-    rule: str | Rule,
-    *,
-    loss: str | None = None,
-    control: str | None = None,
-    exploration: str = "none",
-    beta: float = 0.5,
-    epsilon: float = 0.1,
-    temperature: float = 1.0,
-    teacher_temperature: float = 1.0,
-    dpd_weight: str = "exp",
-    dpd_alpha: float = 1.0,
-) -> Rule:
-    """The rule with its loss / control swapped when given, after checking every option of an update.
-
-    The one place where the options shared by the exact and the sampled backends are validated (before
-    any work), so both reject the same inputs with the same messages.
-    """
-    from dataclasses import replace
-
-    rule = get(rule)
-    if loss is not None:
-        _check_choice("loss", loss, LOSSES)
-        rule = replace(rule, loss=loss)
-    if control is not None:
-        _check_choice("control", control, CONTROLS)
-        rule = replace(rule, control=control)
-    _check_choice("exploration", exploration, EXPLORATIONS)
-    if exploration != "none" and rule.control not in ("student", "mixture"):
-        raise ValueError(
-            f"exploration={exploration!r} changes the student's behaviour, but the control is {rule.control!r}; "
-            "use control 'student' or 'mixture'"
-        )
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta (the teacher's weight in the mixture control) must be in [0, 1]; got {beta!r}")
-    if not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"epsilon must be in [0, 1]; got {epsilon!r}")
-    if not temperature > 0.0:
-        raise ValueError(f"temperature (Boltzmann exploration) must be > 0; got {temperature!r}")
-    if not teacher_temperature > 0.0:
-        raise ValueError(f"teacher_temperature must be > 0; got {teacher_temperature!r}")
-    _check_choice("dpd_weight", dpd_weight, DPD_WEIGHTS)
-    if not math.isfinite(dpd_alpha):
-        raise ValueError(f"dpd_alpha must be finite; got {dpd_alpha!r}")
-    return rule
-
-
 def names() -> list[str]:
     """All registered rule names, in registration order (each base followed by its ``+r``)."""
     return list(_REGISTRY)
@@ -280,6 +232,9 @@ register(Rule(
     "teacher-v-reward", reward="teacher-v-shaping", env_reward=True, has_plus_r=False,
     gradient_of="-E_pi_theta[sum_t r_t] (+ the constant V_pi(s_1))",
     doc="Teacher V reward: q = pi_theta, rhat_i = r_i + V_pi(s_{i+1}) - V_pi(s_i) (Sec. 4.2, Prop. 4). "
+        "Table 1 of the paper prints the reward as r + V_pi(s') - V_pi_theta(s); distlab follows Sec. 4.2's "
+        "r + V_pi(s') - V_pi(s), which is what Table 1's own Loss column (the return, up to the constant "
+        "V_pi(s_1)) and Prop. 4 need: with V_pi_theta(s) the shaping would not telescope to a constant. "
         "With exact returns the shaping telescopes to -V_pi(s_t), a baseline, so the expected update "
         "equals rl's; it changes what a *learner* sees (an actor-critic with a TD critic), which is what "
         "the studies use.",
@@ -304,5 +259,8 @@ register(Rule(
 register(Rule(
     "dpd", loss="hx", gate="dpd",
     doc="Dual policy distillation: l = w(xi(s)) Hx(pi_peer || pi_theta), xi = V_peer(s) - V_self(s), "
-        "w = 1[xi > 0] or exp(alpha xi) (Lai et al., 2020, Eqs. 9, 11; the paper's sign).",
+        "w = 1[xi > 0] or exp(alpha xi) (Lai et al., 2020, Eqs. 9, 11; the paper's sign). Not a gradient field "
+        "on the learner's own states (dpd_states='own', as on-policy, Theorem 1); on the peer's states (Eq. 11, "
+        "s ~ pi~, the default) and with the gate held fixed it is the gradient of "
+        "E_{s~pi~}[w(s) Hx(pi~(s) || pi_theta(s))].",
 ))

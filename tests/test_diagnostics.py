@@ -72,11 +72,22 @@ def test_rule_objectives_are_the_loss_column_of_table_1():
 @pytest.mark.parametrize("name", rules.names())
 def test_gradient_gap_separates_gradient_fields_from_the_rest(name):
     mdp, teacher, theta = garnet(6), random_teacher(7), random_theta(8)
-    gap = dg.gradient_gap(mdp, name, theta, teacher)
+    own = dict(dpd_states="own") if rules.get(name).gate == "dpd" else {}  # on the learner's states (see below)
+    gap = dg.gradient_gap(mdp, name, theta, teacher, **own)
     if rules.get(name).is_gradient:
         assert gap < 1e-6
     else:
         assert gap > 1e-2
+
+
+@pytest.mark.parametrize("name", ["dpd", "dpd+r"])
+def test_dpd_on_the_peers_states_is_a_gradient_field_with_the_gate_held(name):
+    """Eq. 11 of DPD takes s ~ pi~, a distribution that does not move with theta: with the gate held
+    fixed the loss term is the gradient of sum_s d_peer(s) w(s) Hx(pi~(s) || pi_theta(s)) (and +r adds
+    the return's gradient), unlike on the learner's own states (Theorem 1's argument)."""
+    mdp, teacher, theta = garnet(6), random_teacher(7), random_theta(8)
+    assert dg.gradient_gap(mdp, name, theta, teacher, dpd_states="peer") < 1e-6
+    assert dg.gradient_gap(mdp, name, theta, teacher, dpd_states="own") > 1e-2
 
 
 def test_user_registered_rule_works_everywhere(monkeypatch):

@@ -34,9 +34,11 @@ def dense_values(P, R, mu0, pi):
     return V, np.linalg.solve(M.T, mu0)
 
 
-def dense_update(mdp, rule, theta, teacher, dpd_weight="exp", dpd_alpha=1.0):
+def dense_update(mdp, rule, theta, teacher, dpd_weight="exp", dpd_alpha=1.0, dpd_clip=10.0, dpd_states="peer"):
     """Eq. 1 re-derived with dense matrices and explicit loops, for rules with the hx / reverse-hx /
-    no loss and a teacher or student control (the registered rules)."""
+    no loss and a teacher or student control (the registered rules). DPD: the peer is ``teacher``; its
+    loss states are the peer's (``"peer"``) or the control's, the exp weight clipped and divided by its
+    mean under those states' visits (Lai et al., 2020, Eq. 11 and the deep backend)."""
     rule = rules.get(rule)
     P, R, mu0 = mdp.to_dense()
     nS, nA = R.shape
@@ -53,8 +55,15 @@ def dense_update(mdp, rule, theta, teacher, dpd_weight="exp", dpd_alpha=1.0):
     else:
         loss, dloss = np.zeros(nS), np.zeros((nS, nA))
     gate = {"none": np.ones(nS), "value": (V_t > V_s) * 1.0}.get(rule.gate)
+    _, d_q = dense_values(P, R, mu0, q)
+    d_loss = d_q
     if rule.gate == "dpd":
+        if dpd_states == "peer":
+            _, d_loss = dense_values(P, R, mu0, teacher)
         gate = (V_t - V_s > 0) * 1.0 if dpd_weight == "indicator" else np.exp(dpd_alpha * (V_t - V_s))
+        if dpd_weight == "exp" and dpd_clip is not None:
+            gate = np.minimum(gate, dpd_clip)
+            gate = gate / (d_loss @ gate / d_loss.sum())
     rc = np.zeros((nS, nA))
     for s in range(nS):
         for a in range(nA):
@@ -80,7 +89,7 @@ def dense_update(mdp, rule, theta, teacher, dpd_weight="exp", dpd_alpha=1.0):
     g = np.zeros((nS, nA))
     for s in range(nS):
         score = sum(q[s, a] * W[s, a] * (np.eye(nA)[a] - p[s]) for a in range(nA))
-        g[s] = d[s] * (gate[s] * dloss[s] - score)
+        g[s] = d_loss[s] * gate[s] * dloss[s] - d[s] * score
     return g
 
 
@@ -96,6 +105,37 @@ def test_dpd_indicator_weight_and_alpha():
     mdp, teacher, theta = garnet(4), random_teacher(5), random_theta(6)
     for kw in (dict(dpd_weight="indicator"), dict(dpd_weight="exp", dpd_alpha=0.3)):
         np.testing.assert_allclose(expected_update(mdp, "dpd", theta, teacher, **kw), dense_update(mdp, "dpd", theta, teacher, **kw), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["dpd", "dpd+r"])
+@pytest.mark.parametrize("dpd_states", ["own", "peer"])
+@pytest.mark.parametrize("dpd_clip", [None, 10.0, 1.2])
+def test_dpd_states_and_clip_match_dense_reference(name, dpd_states, dpd_clip):
+    """Eq. 11 with the peer's states (s ~ pi~) or the learner's own, unclipped or clipped and
+    normalised (a clip of 1.2 binds: alpha = 3 spreads the weights)."""
+    mdp, teacher, theta = garnet(4), random_teacher(5), random_theta(6)
+    kw = dict(dpd_alpha=3.0, dpd_clip=dpd_clip, dpd_states=dpd_states)
+    ref = dense_update(mdp, name, theta, teacher, **kw)
+    np.testing.assert_allclose(expected_update(mdp, name, theta, teacher, **kw), ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max())
+    if dpd_clip == 1.2:  # the clip changes the update (it binds)
+        assert np.abs(ref - dense_update(mdp, name, theta, teacher, **dict(kw, dpd_clip=None))).max() > 1e-3
+
+
+def test_dpd_peer_states_differ_from_own_states():
+    mdp, teacher, theta = garnet(4), random_teacher(5), random_theta(6)
+    own = expected_update(mdp, "dpd", theta, teacher, dpd_states="own")
+    assert np.abs(own - expected_update(mdp, "dpd", theta, teacher, dpd_states="peer")).max() > 1e-3
+
+
+def test_dpd_clip_none_with_own_states_is_eq_11_on_the_learners_states():
+    """The form before issue 8: exp(alpha xi) unclipped, d_q of the student (an independent formula)."""
+    mdp, teacher, theta = garnet(4), random_teacher(5), random_theta(6)
+    P, R, mu0 = mdp.to_dense()
+    p = np.exp(log_softmax(theta, axis=1))
+    V_t, _ = dense_values(P, R, mu0, teacher)
+    V_s, d = dense_values(P, R, mu0, p)
+    expected = (d * np.exp(V_t - V_s))[:, None] * (p - teacher)
+    np.testing.assert_allclose(expected_update(mdp, "dpd", theta, teacher, dpd_clip=None, dpd_states="own"), expected, rtol=1e-10)
 
 
 def test_dpd_distils_the_peer_with_the_peers_value():
@@ -295,9 +335,23 @@ def test_deterministic_teachers_use_the_floored_log(name, loss):
     np.testing.assert_allclose(g, dense_update(mdp, rule, theta, np.maximum(teacher, 1e-12)), rtol=1e-8, atol=1e-10)
 
 
-def test_exact_module_reexports_expected_update():
+def test_exact_does_not_forward_upward():
+    """The one-way structure: exact (the truth) knows nothing of the rules or the expected updates."""
+    assert not hasattr(exact, "expected_update")
+
+
+def test_options_object_and_keywords_are_the_same_update():
+    from distlab.options import UpdateOptions
+
     mdp, teacher, theta = garnet(0), random_teacher(0), random_theta(0)
-    np.testing.assert_array_equal(exact.expected_update(mdp, "n-distill+r", theta, teacher), expected_update(mdp, "n-distill+r", theta, teacher))
+    opts = UpdateOptions(control="mixture", beta=0.3, teacher_temperature=0.5)
+    np.testing.assert_array_equal(expected_update(mdp, "n-distill+r", theta, teacher, opts),
+                                  expected_update(mdp, "n-distill+r", theta, teacher, control="mixture", beta=0.3, teacher_temperature=0.5))
+    # keywords override the object
+    np.testing.assert_array_equal(expected_update(mdp, "n-distill+r", theta, teacher, opts, beta=1.0),
+                                  expected_update(mdp, "n-distill+r", theta, teacher, control="mixture", beta=1.0, teacher_temperature=0.5))
+    with pytest.raises(TypeError, match="unknown keyword 'temprature'; valid: options loss, control"):
+        expected_update(mdp, "on-policy", theta, teacher, temprature=2.0)
 
 
 # ------------------------------------------------------------------------------------ run_exact

@@ -83,7 +83,7 @@ def test_control_and_exploration_components_are_documented():
     ],
 )
 def test_exact_and_sampled_backends_reject_bad_options_alike(option):
-    """Both backends validate through rules.resolve: the same input gets the same message."""
+    """Both backends validate through UpdateOptions (and options.resolve): the same input gets the same message."""
     import numpy as np
 
     import mdps
@@ -97,4 +97,6 @@ def test_exact_and_sampled_backends_reject_bad_options_alike(option):
     with pytest.raises(ValueError) as sampled_error:
         sampled_update(mdp, "on-policy", theta, teacher, episodes=10, seed=0, **option)
     assert str(exact_error.value) == str(sampled_error.value)
-    assert str(exact_error.value) == str(pytest.raises(ValueError, rules.resolve, "on-policy", **option).value)
+    from distlab.options import UpdateOptions, resolve
+
+    assert str(exact_error.value) == str(pytest.raises(ValueError, lambda: resolve("on-policy", UpdateOptions(**option))).value)

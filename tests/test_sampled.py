@@ -269,7 +269,7 @@ def test_on_policy_training_reduces_the_student_cross_entropy_and_records_exact_
     teachers = softmax_policy(Q, 0.3)
     table, theta = sampled.train_sampled(batch, "on-policy", teachers, steps=2_000, lr=0.5, record_every=500,
                                          seed=1, return_theta=True)
-    assert list(table.columns) == ["mdp", "step", *sampled.METRICS]
+    assert list(table.columns) == ["mdp", "step", "transitions", *sampled.METRICS]
     assert sorted(table.step.unique()) == [0, 500, 1000, 1500, 2000]
     first, last = table[table.step == 0].set_index("mdp"), table[table.step == 2000].set_index("mdp")
     assert (last.hx_student < 0.8 * first.hx_student).all(), (first.hx_student, last.hx_student)
