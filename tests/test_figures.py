@@ -75,4 +75,15 @@ def test_reproduction_numbers_print_every_study(smoke_results, capsys):
     printed = capsys.readouterr().out
     for name in ("control", "actions", "noisy-teacher", "chain", "multi-teacher", "dual", "exploration"):
         assert f"## {name} (smoke" in printed
-    assert "steps to 95%: teacher / student / uniform" in printed
+    assert "steps to 95%: teacher / student / uniform" in printed and "transitions to 95%" in printed
+
+
+def test_first_crossing_interpolates_between_records():
+    """Crossing points of a piecewise-linear curve, against the closed form of a line."""
+    from figures.reproduction_numbers import first_crossing
+
+    x = np.array([0.0, 10.0, 100.0, 1000.0])
+    y = np.array([0.0, 1.0, 4.0, 10.0])
+    assert first_crossing(x, y, 2.5) == pytest.approx(10 + 1.5 / 3 * 90)
+    assert first_crossing(x, y, 0.0) == 0.0 and first_crossing(x, y, 10.0) == 1000.0
+    assert np.isnan(first_crossing(x, y, 10.5))
