@@ -16,6 +16,10 @@ because every cell seeds itself from its own parameters.
 Why processes and not threads: the tabular kernels are numba ``prange`` loops that already use threads;
 each worker is limited to ``cores // workers`` numba threads so that workers x threads <= cores.
 
+Each cell's file records how long it took (``timing``: wall ``seconds`` and ``cpu_seconds``, the
+process time of the worker, all its threads) in its metadata, and ``results.parquet`` their sums, so a
+study's cost can be read on a machine shared with other work, where wall time alone says little.
+
 User-registered rules reach the workers: a worker process imports :mod:`distlab.rules` afresh and
 knows only the built-in rules, so every rule registered in the calling process travels with each cell
 and is registered there before the cell runs (a rule registered in a notebook runs in every study, on
@@ -27,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,7 +105,9 @@ def _run_one(run_cell: Callable[[dict], pd.DataFrame], cell: dict, path: str, co
     if threads is not None:
         _limit_threads(threads)
     _register_missing(registered)
+    wall, cpu = time.perf_counter(), time.process_time()
     table = run_cell(dict(cell))
+    timing = dict(seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu)
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"run_cell must return a pandas DataFrame; got {type(table).__name__} for cell {cell!r}")
     clash = sorted(set(cell) & set(table.columns))
@@ -108,7 +115,7 @@ def _run_one(run_cell: Callable[[dict], pd.DataFrame], cell: dict, path: str, co
         raise ValueError(f"run_cell's table has columns {clash} that are also cell parameters of {cell!r}")
     table = table.reset_index(drop=True)
     params = pd.DataFrame({k: [_column_value(v)] * len(table) for k, v in cell.items()}, index=table.index)
-    write_parquet(pd.concat([params, table], axis=1), path, config=dict(config, cell=cell))
+    write_parquet(pd.concat([params, table], axis=1), path, config=dict(config, cell=cell, timing=timing))
     return path
 
 
@@ -224,8 +231,11 @@ def run_grid(
 
 def _collect(name, cells, paths, out_dir, config) -> pd.DataFrame:
     """Concatenate the finished cells in the order of ``cells`` and write ``results.parquet``."""
-    from distlab.io import write_parquet
+    from distlab.io import read_parquet_metadata, write_parquet
 
     table = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    write_parquet(table, Path(out_dir) / name / "results.parquet", config=dict(config, name=name, n_cells=len(cells)))
+    timings = [read_parquet_metadata(p).get("config", {}).get("timing", {}) for p in paths]
+    timing = {k: sum(t.get(k, 0.0) for t in timings) for k in ("seconds", "cpu_seconds")}
+    write_parquet(table, Path(out_dir) / name / "results.parquet",
+                  config=dict(config, name=name, n_cells=len(cells), cells_timing=timing))
     return table

@@ -66,6 +66,9 @@ def test_table_has_cell_columns_in_cell_order_and_provenance(tmp_path):
     pd.testing.assert_frame_equal(on_disk, table)
     meta = read_parquet_metadata(tmp_path / "demo" / "results.parquet")
     assert meta["config"]["note"] == "x" and meta["config"]["n_cells"] == len(CELLS)
+    cell_timings = [read_parquet_metadata(cell_path(tmp_path, "demo", c))["config"]["timing"] for c in CELLS]
+    assert all(t["seconds"] >= 0 and t["cpu_seconds"] >= 0 for t in cell_timings)
+    assert meta["config"]["cells_timing"]["seconds"] == pytest.approx(sum(t["seconds"] for t in cell_timings))
     assert "git_commit" in meta and "distlab_version" in meta
 
 

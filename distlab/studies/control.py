@@ -50,7 +50,7 @@ class Config:
     temperatures: tuple = (0.01, 0.1, 1.0)
     controls: tuple = ("teacher", "student", "uniform")
     step_units: tuple = STEP_UNITS
-    transitions_per_step: int = 10
+    transitions_per_step: int = 20
     rule: str = "on-policy"
 
 
