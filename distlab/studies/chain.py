@@ -15,8 +15,12 @@ Every rule is the registry's (``distlab.rules``; a user-registered rule runs her
 * ``"sampled"``: ``train_sampled`` with one episode per step and, for the rules with a score term,
   the learned per-state baseline (``baseline="learned"``, a tabular critic trained online with
   ``baseline_lr``), over ``n_seeds`` independent students;
-* ``"exact"``: the expected update itself (``distlab.expected.run_exact``) for ``exact_steps`` steps, the
-  limit of the sampled learner without noise. It tells a budget artefact from a property of the rule.
+* ``"exact"``: the expected update itself (``distlab.expected.run_exact``) for ``exact_steps`` steps of
+  ``exact_lr``, the limit of the sampled learner without noise. It tells a budget artefact from a
+  property of the rule. Its table reports ``step`` in sampled-step equivalents, ``exact step x exact_lr /
+  lr`` (in the small-step limit one step of ``exact_lr`` moves as far as ``exact_lr / lr`` steps of
+  ``lr``), so both dynamics share the figure's axis; a larger ``exact_lr`` reaches the limit in fewer
+  (Python-speed) exact steps.
 
 Two choices the paper leaves open, made explicit here:
 
@@ -52,9 +56,9 @@ DYNAMICS = ("sampled", "exact")
 
 @dataclass(frozen=True)
 class Config:
-    lengths: tuple = (5, 10, 20)
-    n_seeds: int = 300
-    steps: int = 10_000
+    lengths: tuple = (5, 20)
+    n_seeds: int = 100
+    steps: int = 5_000
     record_points: int = 48
     lr: float = 0.02
     baseline: str = "learned"
@@ -63,13 +67,14 @@ class Config:
     rules: tuple = RULES
     teachers: tuple = TEACHERS
     dynamics: tuple = DYNAMICS
-    exact_steps: int = 20_000
-    exact_record_every: int = 200
+    exact_steps: int = 4_000
+    exact_lr: float = 0.1
+    exact_record_every: int = 40
 
 
 CONFIGS = {
     "smoke": Config(lengths=(3,), n_seeds=4, steps=40, record_points=6, exact_steps=40, exact_record_every=10),
-    "quick": Config(lengths=(5,), n_seeds=100, steps=3000, record_points=32, exact_steps=5000, exact_record_every=100),
+    "quick": Config(lengths=(5,), n_seeds=50, steps=2000, record_points=32, exact_steps=1000, exact_record_every=20),
     "full": Config(),
 }
 
@@ -98,7 +103,8 @@ def cells(config: Config) -> list[dict]:
                                             record_points=config.record_points, baseline=config.baseline,
                                             baseline_lr=config.baseline_lr))
                         else:
-                            out.append(dict(common, steps=config.exact_steps, record_every=config.exact_record_every))
+                            out.append(dict(common, steps=config.exact_steps, exact_lr=config.exact_lr,
+                                            record_every=config.exact_record_every))
     return out
 
 
@@ -129,9 +135,11 @@ def _sampled_curves(mdp, pi, V, cell: dict) -> pd.DataFrame:
 def _exact_curves(mdp, pi, V, cell: dict) -> pd.DataFrame:
     from distlab.expected import run_exact
 
-    table = run_exact(mdp, cell["rule"], pi, steps=cell["steps"], lr=cell["lr"], record_every=cell["record_every"],
+    table = run_exact(mdp, cell["rule"], pi, steps=cell["steps"], lr=cell["exact_lr"], record_every=cell["record_every"],
                       teacher_value=V)
-    return pd.DataFrame(dict(seed=0, step=table["step"], start_value=table["student_return"]))
+    # steps in sampled-step equivalents: exact_lr / lr steps of lr per exact step (module docstring)
+    equivalent = table["step"].to_numpy() * cell["exact_lr"] / cell["lr"]
+    return pd.DataFrame(dict(seed=0, step=equivalent, exact_step=table["step"], start_value=table["student_return"]))
 
 
 def _seed(cell: dict) -> int:

@@ -17,9 +17,12 @@ What one optimisation step is decides the comparison, and the paper does not say
   student-driven ones, is a bigger step);
 * ``"transitions"``: exactly ``transitions_per_step`` sampled transitions per step, as fixed-length
   unrolls (an episode in progress continues into the next step), the same for every control.
-  ``transitions_per_step = 10`` is a documented constant: about one teacher- or student-driven episode
-  (7.5-7.7 transitions measured), so 30k steps give every control ~300k transitions, the budget the
-  episode unit gives the teacher and the student.
+  ``transitions_per_step = 20`` is a documented constant: about two teacher- or student-driven
+  episodes of the near-deterministic teachers (10-13 transitions per episode over training, measured
+  on the quick config), so 30k steps give every control 600k transitions, more than the ~420k that
+  uniform-driven distillation sampled to reach 99 % of the teacher's return in the episode unit. (The
+  uniform policy's own mean episode length, ~78, would cost four times as much for every control.)
+  ``transitions_n_mdps`` runs this unit on the first MDPs only, to fit the budget.
 
 Every table carries the cumulative ``transitions`` column, so the episode-unit curves can also be read
 against sampled transitions. Records sit on a log-spaced step grid (``record_points``), as the
@@ -51,6 +54,7 @@ class Config:
     controls: tuple = ("teacher", "student", "uniform")
     step_units: tuple = STEP_UNITS
     transitions_per_step: int = 20
+    transitions_n_mdps: int | None = 250  # the transitions unit on the first MDPs only (budget); None: all
     rule: str = "on-policy"
 
 
@@ -68,9 +72,12 @@ def cells(config: Config) -> list[dict]:
     out = []
     for unit in config.step_units:
         per_step = dict(transitions_per_step=int(config.transitions_per_step)) if unit == "transitions" else {}
+        n_mdps = config.n_mdps
+        if unit == "transitions" and config.transitions_n_mdps is not None:
+            n_mdps = min(n_mdps, config.transitions_n_mdps)
         for temperature in config.temperatures:
             for control in config.controls:
-                for first, count in _common.chunks(config.n_mdps, config.chunk):
+                for first, count in _common.chunks(n_mdps, config.chunk):
                     out.append(dict(
                         first=first, count=count, size=config.size, steps=config.steps,
                         record_points=config.record_points, lr=config.lr, temperature=float(temperature),

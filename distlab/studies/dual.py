@@ -41,8 +41,8 @@ DPD_STATES = ("own", "peer")
 
 @dataclass(frozen=True)
 class Config:
-    n_mdps: int = 100
-    chunk: int = 50
+    n_mdps: int = 60
+    chunk: int = 30
     size: int = 20
     steps: int = 6_000  # per learner
     steps_per_round: int = 100
