@@ -32,8 +32,8 @@ COLUMNS = [("kl_teacher", "KL under teacher's trajectories\n(nats per episode)")
            ("start_value", "student's return\n(expected, start state)")]
 
 
-STEP_UNIT_LABELS = {"episode": "optimisation steps (one episode each)",
-                    "transitions": "optimisation steps ({n} transitions each)"}
+STEP_UNIT_LABELS = {"episode": "steps (one episode each)",
+                    "transitions": "steps ({n} transitions each)"}
 FIGURE_STEMS = {"episode": "fig3_control", "transitions": "fig3_control_transitions"}
 
 

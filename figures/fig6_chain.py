@@ -62,10 +62,10 @@ def plot(table, lengths):
             ax.set_xscale("symlog", linthresh=10.0, linscale=0.3)
             ax.set_xlim(0, float(table["step"].max()))
             if i == len(lengths) - 1:
-                ax.set_xlabel("training episodes (sampled) / steps of the expected update (exact)")
+                ax.set_xlabel("training episodes (exact dynamics: steps x exact_lr / lr)", fontsize=8)
         axes[i][0].set_ylabel("student's return (expected)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.14 / len(lengths)))
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.3 / len(lengths)))
     cont = table["continuation"].iloc[0]
     fig.suptitle(f"Corridor, start in the middle, -1 left end, +1 right end, discount {cont:g} "
                  f"({table['seed'].nunique()} seeds; solid: mean of sampled runs, bands: 95% bootstrap CI over seeds; "
