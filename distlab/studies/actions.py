@@ -64,7 +64,7 @@ class Config:
     estimator_max_actions: int = 64  # larger |A|: the literal estimator only (budget)
     baseline_lr: float = 0.1
     # exact dynamics: (|A|, number of MDPs), run for ``exact_steps`` steps of the same lr
-    exact_dynamics: tuple = ((4, 4), (16, 4))
+    exact_dynamics: tuple = ((4, 2), (16, 3))
     exact_steps: int = 2000
     exact_record_every: int = 100
 
