@@ -24,7 +24,7 @@ RULE_STYLE = {
     "on-policy": ("tab:blue", "on-policy distill (cloning)"),
     "n-distill": ("navy", "n-distill (cloning)"),
     "td-teacher-v": ("tab:purple", "TD + V_teacher"),
-    "teacher-v-reward": ("tab:orange", "teacher V reward"),
+    "teacher-v-reward": ("tab:orange", "teacher V reward (lies under rl)"),
     "rl": ("tab:gray", "rl (no teacher)"),
 }
 COLUMNS = (("optimal", "own", "optimal teacher"),

@@ -69,7 +69,7 @@ class Config:
     dynamics: tuple = DYNAMICS
     exact_steps: int = 4_000
     exact_lr: float = 0.1
-    exact_record_every: int = 40
+    exact_record_every: int = 5
 
 
 CONFIGS = {
