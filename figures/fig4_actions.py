@@ -7,7 +7,8 @@ return. Last panel: the return at the end of training against |A|.
 
 ``fig4_actions_estimators``: the two entropy rules with each estimator of the score-function term
 (literal, exact and learned per-state baselines, episodes truncated to 30 steps) and under exact
-dynamics (the expected update itself, a few MDPs), one colour per estimator, one line style per rule.
+dynamics (the expected update itself, a few MDPs: mean line only), one colour per estimator, one line
+style per rule; panels for the |A| that ran the variants.
 """
 
 from __future__ import annotations
@@ -103,14 +104,21 @@ def plot(table):
 
 
 def plot_estimators(table):
-    counts = sorted(table["n_actions"].unique())
+    """Panels for the |A| that ran more than the literal estimator; exact dynamics (a few MDPs) as a mean line."""
+    variants = table.groupby("n_actions")["estimator"].nunique()
+    counts = sorted(variants.index[variants > 1])
     fig, axes = plt.subplots(1, len(counts), figsize=(4.2 * len(counts), 3.6), squeeze=False)
     for ax, A in zip(axes[0], counts):
         sub = table[(table["n_actions"] == A) & table["rule"].isin(list(RULE_LINES))]
         for estimator, (color, label) in ESTIMATOR_STYLE.items():
             for rule, ls in RULE_LINES.items():
                 g = sub[(sub["estimator"] == estimator) & (sub["rule"] == rule)]
-                if len(g):
+                if not len(g):
+                    continue
+                if estimator == "exact-dynamics":
+                    mean = g.groupby("step")["start_value"].mean()
+                    ax.plot(mean.index, mean.to_numpy(), color=color, ls=ls, lw=1.6, label=f"{RULE_STYLE[rule][1]}: {label}")
+                else:
                     _plot.plot_band(ax, g, "step", "start_value", label=f"{RULE_STYLE[rule][1]}: {label}", color=color, linestyle=ls)
         ax.axhline(sub["teacher_return"].mean(), color="r", ls=":", lw=1, label="teacher's return")
         _log_steps(ax, sub)

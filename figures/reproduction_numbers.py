@@ -178,7 +178,8 @@ def main(root: str = "results") -> None:
         else:
             f = final_rows(t, by, unit="seed")
         f["teacher's return"] = [f"{t[(t['T'] == T) & (t.teacher == te)]['teacher_return'].iloc[0]:.2f}" for T, te in zip(f["T"], f["teacher"])]
-        print(f"## chain ({scale}: {t['seed'].nunique()} seeds, {t['step'].max()} episodes)\n\n{_markdown(f)}\n")
+        sampled = t[t["dynamics"] == "sampled"] if "dynamics" in t.columns else t
+        print(f"## chain ({scale}: {sampled['seed'].nunique()} seeds, {sampled['step'].max()} episodes)\n\n{_markdown(f)}\n")
     t, scale = _table(root, "multi-teacher")
     if t is not None:
         f = final_rows(t, ["bandit"], value="cumulative_regret", x="round")

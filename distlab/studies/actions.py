@@ -66,7 +66,7 @@ class Config:
     # exact dynamics: (|A|, number of MDPs), run for ``exact_steps`` steps of the same lr
     exact_dynamics: tuple = ((4, 2), (16, 3))
     exact_steps: int = 2000
-    exact_record_every: int = 100
+    exact_record_every: int = 10
 
 
 CONFIGS = {
