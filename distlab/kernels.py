@@ -52,13 +52,13 @@ N_METRICS = 7  # len(sampled.METRICS)
 @nb.njit(cache=True, inline="always")
 def refresh_row(theta, r, probs):
     """Recompute the cached softmax of row ``r``; return its log-normaliser."""
-    return softmax_row(theta[r], probs[r])
+    return softmax_row(theta, r, probs)
 
 
 @nb.njit(cache=True, inline="always")
 def refresh_row_and_logp(theta, r, probs, logp):
     """:func:`refresh_row` plus the cached log-softmax of row ``r`` (for the losses and rewards that read it)."""
-    log_total = softmax_row(theta[r], probs[r])
+    log_total = softmax_row(theta, r, probs)
     for a in range(theta.shape[1]):
         logp[r, a] = theta[r, a] - log_total
 
@@ -91,10 +91,10 @@ def behaviour_cdf_into(s, r, control, exploration, theta, probs, teacher, beta, 
                 beh_cdf[s, a] = acc
         elif exploration == X_BOLTZMANN:
             for a in range(A):
-                scratch[a] = theta[r, a] * inv_temperature
-            softmax_row(scratch, scratch)
+                scratch[0, a] = theta[r, a] * inv_temperature
+            softmax_row(scratch, 0, scratch)
             for a in range(A):
-                acc += w_student * scratch[a] + w_teacher * teacher[s, a]
+                acc += w_student * scratch[0, a] + w_teacher * teacher[s, a]
                 beh_cdf[s, a] = acc
         else:
             m = theta[r, 0]
@@ -139,15 +139,13 @@ def sgd_step_own_rows(theta, g, scale, rows_list, n_rows, row_touched, probs, lo
     for j in range(n_rows):
         r = rows_list[j]
         row_touched[r] = 0
+        m = -np.inf
         for a in range(A):
-            theta[r, a] -= scale * g[r, a]
+            z = theta[r, a] - scale * g[r, a]
+            theta[r, a] = z
             g[r, a] = 0.0
-        log_total = softmax_row(theta[r], probs[r])
-        acc = 0.0
-        for a in range(A):
-            acc += probs[r, a]
-            beh_cdf[r, a] = acc
-        beh_cdf[r, A - 1] = 1.0
+            m = max(m, z)
+        log_total = softmax_row(theta, r, probs, beh_cdf, m)
         if with_logp:  # a compile-time constant at each call site
             for a in range(A):
                 logp[r, a] = theta[r, a] - log_total
@@ -155,7 +153,7 @@ def sgd_step_own_rows(theta, g, scale, rows_list, n_rows, row_touched, probs, lo
 
 @nb.njit(cache=True)
 def init_student(theta, alias, control, exploration, teacher, beta, epsilon, inv_temperature, probs, logp, beh_cdf):
-    scratch = np.empty(theta.shape[1])
+    scratch = np.empty((1, theta.shape[1]))
     for r in range(theta.shape[0]):
         refresh_row_and_logp(theta, r, probs, logp)
     for s in range(alias.shape[0]):
@@ -266,13 +264,27 @@ def apply_baseline(T, states, actions, returns, baseline_v, learned, baseline_lr
             baseline_v[s] += baseline_lr * (returns[t] - baseline_v[s])
 
 
+@nb.njit(cache=True, inline="always")
+def episode_scores(T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask, weight, target,
+                   log_t, centred_t, argmax_t, entropy_t, probs, logp, baseline_code, baseline_lr, baseline_v,
+                   baseline_sum, returns, score_w):
+    """Score weights of one whole episode, minus the baseline (and the learned critic's update)."""
+    score_weights(T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask, weight, target,
+                  log_t, centred_t, argmax_t, entropy_t, probs, logp, 0.0, returns, score_w)
+    if baseline_code != BASELINE_NONE:
+        apply_baseline(T, states, actions, returns, baseline_v, baseline_code == BASELINE_LEARNED, baseline_lr,
+                       score_w, baseline_sum)
+
+
 @nb.njit(cache=True)
 def unroll_scores(N, tail, states, actions, ends, alias, R, reward, score, env_reward, loss, teacher_v, mask,
-                  weight, target, log_t, centred_t, argmax_t, entropy_t, probs, logp, beh_cdf, baseline_v,
-                  bootstrap, returns, score_w):
-    """Score weights of an unroll, one episode segment at a time (backwards). The last segment goes on
-    into ``tail`` (>= 0) unless its episode ended: its return starts from the last reward's "next" part
-    at ``tail`` plus ``b(tail)`` when ``bootstrap``, and td-teacher-v's target reads ``V_pi(tail)``."""
+                  weight, target, log_t, centred_t, argmax_t, entropy_t, probs, logp, beh_cdf, baseline_code,
+                  baseline_lr, baseline_v, baseline_sum, returns, score_w):
+    """Score weights of an unroll, one episode segment at a time (backwards), minus the baseline. The
+    last segment goes on into ``tail`` (>= 0) unless its episode ended: its return starts from the last
+    reward's "next" part at ``tail`` plus ``b(tail)`` when there is a baseline (the bootstrap), and
+    td-teacher-v's target reads ``V_pi(tail)``."""
+    baseline_on = baseline_code != BASELINE_NONE
     hi = N
     while hi > 0:
         lo = hi - 1
@@ -283,7 +295,7 @@ def unroll_scores(N, tail, states, actions, ends, alias, R, reward, score, env_r
         if cut:
             init = tail_reward(reward, loss, tail, alias, teacher_v, mask, weight, target, log_t, centred_t,
                                argmax_t, entropy_t, probs, logp, beh_cdf)
-            if bootstrap:
+            if baseline_on:
                 init += baseline_v[tail]
         score_weights(hi - lo, states[lo:hi], actions[lo:hi], alias, R, reward, score, env_reward, loss, teacher_v,
                       mask, weight, target, log_t, centred_t, argmax_t, entropy_t, probs, logp, init,
@@ -291,65 +303,9 @@ def unroll_scores(N, tail, states, actions, ends, alias, R, reward, score, env_r
         if cut and score == S_TD_TEACHER_V:
             score_w[states[N - 1], actions[N - 1]] += teacher_v[tail]
         hi = lo
-
-
-@nb.njit(cache=True)
-def collect_step(rng, transitions_mode, n_units, N, peer_states, has_score, baseline_code, baseline_lr, carry,
-                 next_state, next_cdf, mu0_cdf, beh_cdf, peer_cdf, max_steps, weight, zero_weight, alias, R, reward,
-                 score, env_reward, loss, teacher_v, mask, target, log_t, centred_t, argmax_t, entropy_t, probs, logp,
-                 baseline_v, loss_w, score_w, baseline_sum, touched, touched_list, n_touched, states, actions, ends,
-                 returns):
-    """Sample what one step consumes and accumulate its per-state sums (loss weights, score weights).
-
-    Episode mode: ``n_units`` episodes; unroll mode: one unroll of ``N`` transitions. With
-    ``peer_states`` the loss is taken on a stream of the peer's (``peer_cdf``) and the score on a
-    stream of the control's (only when the rule has a score term). ``carry`` (4,) holds the episodes in
-    progress of the control and the peer streams. Returns ``(n_touched, transitions, truncations)``.
-    """
-    baseline_on = baseline_code != BASELINE_NONE
-    learned = baseline_code == BASELINE_LEARNED
-    n_transitions = 0
-    n_trunc = 0
-    control_weight = zero_weight if peer_states else weight
-    if transitions_mode:
-        if peer_states:
-            n_touched, tr = sample_unroll(rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, N, carry, 2,
-                                          weight, loss_w, touched, touched_list, n_touched, states, actions, ends)
-            n_transitions += N
-            n_trunc += tr
-        if has_score or not peer_states:
-            n_touched, tr = sample_unroll(rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, N, carry, 0,
-                                          control_weight, loss_w, touched, touched_list, n_touched, states, actions,
-                                          ends)
-            n_transitions += N
-            n_trunc += tr
-            if has_score:
-                unroll_scores(N, carry[0], states, actions, ends, alias, R, reward, score, env_reward, loss,
-                              teacher_v, mask, weight, target, log_t, centred_t, argmax_t, entropy_t, probs, logp,
-                              beh_cdf, baseline_v, baseline_on, returns, score_w)
-                if baseline_on:
-                    apply_baseline(N, states, actions, returns, baseline_v, learned, baseline_lr, score_w,
-                                   baseline_sum)
-        return n_touched, n_transitions, n_trunc
-    for _ in range(n_units):
-        if peer_states:
-            T, n_touched, truncated = sample_episode(rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, weight,
-                                                     loss_w, touched, touched_list, n_touched, states, actions)
-            n_transitions += T
-            n_trunc += truncated
-            if not has_score:
-                continue
-        T, n_touched, truncated = sample_episode(rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps,
-                                                 control_weight, loss_w, touched, touched_list, n_touched, states,
-                                                 actions)
-        n_transitions += T
-        n_trunc += truncated
-        if has_score:
-            score_weights(T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask, weight,
-                          target, log_t, centred_t, argmax_t, entropy_t, probs, logp, 0.0, returns, score_w)
-            if baseline_on:
-                apply_baseline(T, states, actions, returns, baseline_v, learned, baseline_lr, score_w, baseline_sum)
-    return n_touched, n_transitions, n_trunc
+    if baseline_on:
+        apply_baseline(N, states, actions, returns, baseline_v, baseline_code == BASELINE_LEARNED, baseline_lr,
+                       score_w, baseline_sum)
 
 
 @nb.njit(cache=True, inline="always")
@@ -422,7 +378,7 @@ def record_metrics(next_state, next_prob, R, mu0, alias, teacher, teacher_entrop
     start = hx_t = hx_s = hx_u = kl_t = kl_s = kl_u = 0.0
     for s in range(S):
         r = alias[s]
-        log_total = softmax_row(theta[r], scratch)
+        log_total = softmax_row(theta, r, scratch)
         hx = 0.0
         for a in range(A):
             hx -= teacher[s, a] * (theta[r, a] - log_total)
@@ -495,11 +451,13 @@ def sampled_update_kernel(next_state, next_prob, R, mu0, alias, theta, teacher, 
     has_score = reward != R_NONE or score != S_RETURN or env_reward
     correct = baseline_code != BASELINE_NONE and not (control == C_STUDENT and exploration == X_NONE)
     buffer = max(max_steps, N)
+    episodes_per_sample = 1
     for c in nb.prange(chunk_seeds.shape[0]):
         rng = chunk_seeds[c].copy()
         carry = np.array([-1, 0, -1, 0], dtype=np.int64)
         baseline_v = baseline_v0.copy()
         zero_weight = np.zeros(S)
+        control_weight = zero_weight if peer_states else weight  # DPD's peer states: no loss on the control's
         loss_w = np.zeros(S)
         score_w = np.zeros((S, A))
         baseline_sum = np.zeros(S)
@@ -515,13 +473,45 @@ def sampled_update_kernel(next_state, next_prob, R, mu0, alias, theta, teacher, 
         n_trunc = 0
         n_transitions = 0
         for _ in range(chunk_units[c]):
-            n_touched, n_t, tr = collect_step(
-                rng, transitions_mode, 1, N, peer_states, has_score, baseline_code, baseline_lr, carry, next_state,
-                next_cdf, mu0_cdf, beh_cdf, peer_cdf, max_steps, weight, zero_weight, alias, R, reward, score,
-                env_reward, loss, teacher_v, mask, target, log_t, centred_t, argmax_t, entropy_t, probs, logp,
-                baseline_v, loss_w, score_w, baseline_sum, touched, touched_list, 0, states, actions, ends, returns)
-            n_trunc += tr
-            n_transitions += n_t
+            n_touched = 0
+            # one sample is what a training step consumes (see train_one)
+            if transitions_mode:
+                if peer_states:  # DPD's loss on the peer's states: a stream of its own
+                    n_touched, tr = sample_unroll(
+                        rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, N, carry, 2, weight, loss_w, touched,
+                        touched_list, n_touched, states, actions, ends)
+                    n_transitions += N
+                    n_trunc += tr
+                if has_score or not peer_states:
+                    n_touched, tr = sample_unroll(
+                        rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, N, carry, 0, control_weight, loss_w,
+                        touched, touched_list, n_touched, states, actions, ends)
+                    n_transitions += N
+                    n_trunc += tr
+                    if has_score:
+                        unroll_scores(
+                            N, carry[0], states, actions, ends, alias, R, reward, score, env_reward, loss, teacher_v,
+                            mask, weight, target, log_t, centred_t, argmax_t, entropy_t, probs, logp, beh_cdf,
+                            baseline_code, baseline_lr, baseline_v, baseline_sum, returns, score_w)
+            else:
+                for _ in range(episodes_per_sample):
+                    if peer_states:
+                        T, n_touched, truncated = sample_episode(
+                            rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, weight, loss_w, touched,
+                            touched_list, n_touched, states, actions)
+                        n_transitions += T
+                        n_trunc += truncated
+                    if has_score or not peer_states:
+                        T, n_touched, truncated = sample_episode(
+                            rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, control_weight, loss_w, touched,
+                            touched_list, n_touched, states, actions)
+                        n_transitions += T
+                        n_trunc += truncated
+                        if has_score:
+                            episode_scores(
+                                T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask, weight,
+                                target, log_t, centred_t, argmax_t, entropy_t, probs, logp, baseline_code, baseline_lr,
+                                baseline_v, baseline_sum, returns, score_w)
             n_rows = states_to_rows(n_touched, touched_list, touched, alias, loss, has_score, correct, loss_w,
                                     score_w, baseline_sum, beh_cdf, target, log_t, centred_t, argmax_t, probs, logp,
                                     g, row_touched, row_list)
@@ -562,7 +552,8 @@ def train_one(next_state, next_prob, R, mu0, alias, row_ptr, row_states, theta, 
     probs = np.empty((rows, A))
     logp = np.empty((rows, A))
     beh_cdf = np.empty((S, A))
-    scratch = np.empty(A)
+    scratch = np.empty((1, A))  # one row: Boltzmann exploration's tempered softmax
+    scores_scratch = np.empty((rows, A))  # record_metrics' log-normalisers
     init_student(theta, alias, control, exploration, teacher, beta, epsilon, inv_temperature, probs, logp, beh_cdf)
     need_logp = needs_logp(loss, reward)
     # exact evaluation workspace
@@ -608,10 +599,12 @@ def train_one(next_state, next_prob, R, mu0, alias, row_ptr, row_states, theta, 
     n_transitions = 0
     scale = lr if transitions_mode else lr / episodes_per_step
     next_record = 0
+    control_weight = zero_weight if peer_states else weight  # DPD's peer states: no loss on the control's
     for step in range(steps + 1):
         if next_record < record_steps.shape[0] and record_steps[next_record] == step:
             ok = record_metrics(next_state, next_prob, R, mu0, alias, teacher, teacher_entropy, theta, probs,
-                                visits_teacher, visits_uniform, pi_theta, V, Q, visits, scratch, metrics[next_record])
+                                visits_teacher, visits_uniform, pi_theta, V, Q, visits, scores_scratch,
+                                metrics[next_record])
             record_transitions[next_record] = n_transitions
             n_failed += not ok
             next_record += 1
@@ -635,13 +628,48 @@ def train_one(next_state, next_prob, R, mu0, alias, row_ptr, row_states, theta, 
                     reward, loss, env_reward, next_state, next_prob, R, mu0, alias, teacher_v, mask, weight, target,
                     log_t, centred_t, argmax_t, entropy_t, probs, logp, beh_cdf, q, step_reward, Q, visits_q,
                     baseline_v)
-        n_touched, n_t, tr = collect_step(
-            rng, transitions_mode, episodes_per_step, N, peer_states, has_score, baseline_code, baseline_lr, carry,
-            next_state, next_cdf, mu0_cdf, beh_cdf, peer_cdf, max_steps, weight, zero_weight, alias, R, reward, score,
-            env_reward, loss, teacher_v, mask, target, log_t, centred_t, argmax_t, entropy_t, probs, logp,
-            baseline_v, loss_w, score_w, baseline_sum, touched, touched_list, 0, states, actions, ends, returns)
-        n_trunc += tr
-        n_transitions += n_t
+        n_touched = 0
+        # What one step consumes (module docstring): with DPD's peer states, a stream of the peer's for the
+        # loss and one of the control's for the score. Written out here (and in sampled_update_kernel) rather
+        # than in one helper: a call with more than 30 arguments compiles to a *args call, which numba can
+        # neither inline nor make cheap (~0.7 us a step of reference counting, a third of on-policy's time).
+        if transitions_mode:
+            if peer_states:  # DPD's loss on the peer's states: a stream of its own
+                n_touched, tr = sample_unroll(
+                    rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, N, carry, 2, weight, loss_w, touched,
+                    touched_list, n_touched, states, actions, ends)
+                n_transitions += N
+                n_trunc += tr
+            if has_score or not peer_states:
+                n_touched, tr = sample_unroll(
+                    rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, N, carry, 0, control_weight, loss_w,
+                    touched, touched_list, n_touched, states, actions, ends)
+                n_transitions += N
+                n_trunc += tr
+                if has_score:
+                    unroll_scores(
+                        N, carry[0], states, actions, ends, alias, R, reward, score, env_reward, loss, teacher_v, mask,
+                        weight, target, log_t, centred_t, argmax_t, entropy_t, probs, logp, beh_cdf, baseline_code,
+                        baseline_lr, baseline_v, baseline_sum, returns, score_w)
+        else:
+            for _ in range(episodes_per_step):
+                if peer_states:
+                    T, n_touched, truncated = sample_episode(
+                        rng, next_state, next_cdf, mu0_cdf, peer_cdf, max_steps, weight, loss_w, touched,
+                        touched_list, n_touched, states, actions)
+                    n_transitions += T
+                    n_trunc += truncated
+                if has_score or not peer_states:
+                    T, n_touched, truncated = sample_episode(
+                        rng, next_state, next_cdf, mu0_cdf, beh_cdf, max_steps, control_weight, loss_w, touched,
+                        touched_list, n_touched, states, actions)
+                    n_transitions += T
+                    n_trunc += truncated
+                    if has_score:
+                        episode_scores(
+                            T, states, actions, alias, R, reward, score, env_reward, loss, teacher_v, mask, weight,
+                            target, log_t, centred_t, argmax_t, entropy_t, probs, logp, baseline_code, baseline_lr,
+                            baseline_v, baseline_sum, returns, score_w)
         n_rows = states_to_rows(n_touched, touched_list, touched, alias, loss, has_score, correct, loss_w, score_w,
                                 baseline_sum, beh_cdf, target, log_t, centred_t, argmax_t, probs, logp, g,
                                 row_touched, row_list)

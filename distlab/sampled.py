@@ -41,7 +41,8 @@ What one optimisation step consumes (``step_unit``, :class:`~distlab.options.Upd
   (no bootstrap: biased by the missing tail). With ``baseline="exact"`` the cut is unbiased, and at a
   fixed ``theta`` the expected update of an unroll from the stationary visit distribution of the
   restarted process is ``N / E_q[T] * expected_update`` (``E_q[T] = sum_s d_q(s)``, the mean episode
-  length): each transition is a visit drawn from ``d_q / sum d_q``.
+  length): each transition is a visit drawn from ``d_q / sum d_q``. (With DPD's peer states the loss
+  term comes from N transitions of the peer's own stream and scales with ``N / E_peer[T]`` instead.)
 
 Every metrics table of :func:`train_sampled` has a ``transitions`` column: the sampled transitions of
 that MDP before the recorded step (``N * step`` with ``"transitions"``; with DPD's peer states both

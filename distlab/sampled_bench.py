@@ -1,7 +1,9 @@
 """Speed of the sampled kernels (``distlab bench taxonomy``): transitions per second per core.
 
-Target: sampled ``on-policy`` distillation on 20x20 gridworlds >= 2e7 transitions/s per core *including*
-the update, ``n-distill`` >= 1e7; two threads >= 1.7x one thread. Transitions are counted by the kernel
+Target: sampled ``on-policy`` distillation on 20x20 gridworlds >= 3.5e7 transitions/s per core *including*
+the update, ``n-distill`` >= 1e7; two threads >= 1.7x one thread. The ``recording`` record reports the
+share of a run spent recording exact metrics (one thread): with the control study's linear grid (every
+100 steps) and with a log-spaced ``record_steps`` grid of ~40 records. Transitions are counted by the kernel
 itself (``table.attrs["transitions"]``); exact metrics are recorded only at the start and the end so
 that the figure is the sampling-and-update speed. Both thread counts are measured in the same run,
 alternating, best of ``repeat``; the rate per CPU second of the process is reported too, since on
@@ -41,6 +43,38 @@ def _rate(batch, rule: str, teachers: np.ndarray, steps: int, threads: int) -> t
     return n / seconds, n, n / cpu_seconds
 
 
+def _seconds(batch, teachers, steps: int, **grid) -> float:
+    from distlab.sampled import train_sampled
+
+    t0 = time.perf_counter()
+    train_sampled(batch, "on-policy", teachers, steps=steps, lr=0.01, seed=1, **grid)
+    return time.perf_counter() - t0
+
+
+def recording_benchmark(batch, teachers, steps: int, repeat: int) -> dict:
+    """The share of a control-study run (on-policy, 20x20, lr 0.01) spent recording exact metrics: the same
+    run with records at 0 and ``steps`` only, every 100 steps (the study's linear grid), and on a
+    log-spaced grid of ~40 steps (``record_steps``), best of ``repeat``."""
+    log_grid = np.unique(np.concatenate([[0], np.geomspace(1, steps, 40).astype(np.int64)]))
+    grids = dict(none=dict(record_every=steps), linear_100=dict(record_every=100), log_40=dict(record_steps=log_grid))
+    best = {name: min(_seconds(batch, teachers, steps, **grid) for _ in range(repeat)) for name, grid in grids.items()}
+    records = {"none": 2, "linear_100": steps // 100 + 1, "log_40": len(log_grid)}
+    return dict(
+        benchmark="recording",
+        rule="on-policy",
+        size=20,
+        n_mdps=len(batch),
+        steps=steps,
+        seconds_no_records=best["none"],
+        seconds_record_every_100=best["linear_100"],
+        seconds_log_grid=best["log_40"],
+        records_log_grid=records["log_40"],
+        recording_share_record_every_100=1.0 - best["none"] / best["linear_100"],
+        recording_share_log_grid=1.0 - best["none"] / best["log_40"],
+        seconds_per_record_per_mdp=(best["linear_100"] - best["none"]) / ((records["linear_100"] - 2) * len(batch)),
+    )
+
+
 @benchmark("taxonomy")
 def taxonomy_benchmarks(n_mdps: int = 8, steps: int = 20_000, repeat: int = 3) -> Iterator[dict]:
     import mdps
@@ -72,5 +106,7 @@ def taxonomy_benchmarks(n_mdps: int = 8, steps: int = 20_000, repeat: int = 3) -
                 # per CPU second: the per-core speed even when other processes share the cores
                 transitions_per_cpu_second_1_thread=best[1][2],
             )
+        numba.set_num_threads(1)
+        yield recording_benchmark(batch, teachers, steps, repeat)
     finally:
         numba.set_num_threads(threads_before)

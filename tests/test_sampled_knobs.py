@@ -262,3 +262,21 @@ def test_one_dpd_training_step_is_an_unbiased_update(garnet_case, dpd_states):
     g = theta[None] - theta1
     assert_agrees(g.mean(axis=0), g.std(axis=0, ddof=1) / np.sqrt(B),
                   expected_update(mdp, "dpd+r", theta, teacher, peer=peer, **kw), f"dpd+r {dpd_states}")
+
+
+def test_an_unroll_of_dpd_on_peer_states_scales_with_the_peers_episode_length():
+    """The loss of DPD on the peer's states comes from the peer's own stream of N transitions, so it
+    estimates N / E_peer[T] * expected_update; checked where the peer's and the student's episode
+    lengths differ (an MDP whose termination depends on the action)."""
+    mdp = mdps.random_gridworlds(1, size=5, seed=4)[0]
+    S, A = mdp.n_states, mdp.n_actions
+    theta = np.random.default_rng(3).normal(size=(S, A))
+    peer = softmax_policy(exact.optimal(mdp)[1], 0.3)  # heads for the terminal cells
+    teacher = np.full((S, A), 1.0 / A)
+    peer_length = float(exact.evaluate(mdp, peer)[2].sum())
+    student_length = float(exact.evaluate(mdp, st.student_policy(theta))[2].sum())
+    assert abs(peer_length / student_length - 1.0) > 0.1, (peer_length, student_length)
+    N = 60
+    mean, se = sampled.sampled_update(mdp, "dpd", theta, teacher, episodes=EPISODES, seed=28, step_unit="transitions",
+                                      transitions_per_step=N, peer=peer, dpd_states="peer")
+    assert_agrees(mean, se, N / peer_length * expected_update(mdp, "dpd", theta, teacher, peer=peer), "dpd on peer states")
