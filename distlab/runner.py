@@ -15,6 +15,15 @@ because every cell seeds itself from its own parameters.
 
 Why processes and not threads: the tabular kernels are numba ``prange`` loops that already use threads;
 each worker is limited to ``cores // workers`` numba threads so that workers x threads <= cores.
+
+Each cell's file records how long it took (``timing``: wall ``seconds`` and ``cpu_seconds``, the
+process time of the worker, all its threads) in its metadata, and ``results.parquet`` their sums, so a
+study's cost can be read on a machine shared with other work, where wall time alone says little.
+
+User-registered rules reach the workers: a worker process imports :mod:`distlab.rules` afresh and
+knows only the built-in rules, so every rule registered in the calling process travels with each cell
+and is registered there before the cell runs (a rule registered in a notebook runs in every study, on
+any number of workers).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,13 +79,35 @@ def _limit_threads(threads: int) -> None:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
-def _run_one(run_cell: Callable[[dict], pd.DataFrame], cell: dict, path: str, config: dict, threads: int | None) -> str:
+def _registered_rules() -> tuple:
+    """Every rule registered in this process (the user's included), in registration order."""
+    from distlab import rules
+
+    return tuple(rules.get(name) for name in rules.names())
+
+
+def _register_missing(registered: tuple) -> None:
+    """Register in this (worker) process the rules of ``registered`` it does not know yet."""
+    if not registered:
+        return
+    from distlab import rules
+
+    for rule in registered:
+        if rule.name not in rules.names():  # registering a base rule also adds its "+r" variant
+            rules.register(rule)
+
+
+def _run_one(run_cell: Callable[[dict], pd.DataFrame], cell: dict, path: str, config: dict, threads: int | None,
+             registered: tuple = ()) -> str:
     """Run one cell, add its parameters as columns and write it atomically to ``path``."""
     from distlab.io import write_parquet
 
     if threads is not None:
         _limit_threads(threads)
+    _register_missing(registered)
+    wall, cpu = time.perf_counter(), time.process_time()
     table = run_cell(dict(cell))
+    timing = dict(seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu)
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"run_cell must return a pandas DataFrame; got {type(table).__name__} for cell {cell!r}")
     clash = sorted(set(cell) & set(table.columns))
@@ -83,7 +115,7 @@ def _run_one(run_cell: Callable[[dict], pd.DataFrame], cell: dict, path: str, co
         raise ValueError(f"run_cell's table has columns {clash} that are also cell parameters of {cell!r}")
     table = table.reset_index(drop=True)
     params = pd.DataFrame({k: [_column_value(v)] * len(table) for k, v in cell.items()}, index=table.index)
-    write_parquet(pd.concat([params, table], axis=1), path, config=dict(config, cell=cell))
+    write_parquet(pd.concat([params, table], axis=1), path, config=dict(config, cell=cell, timing=timing))
     return path
 
 
@@ -111,7 +143,8 @@ def _run_local(pending, run_cell, config, workers, bar):
     # forkserver/spawn: a forked child would inherit numba's running thread pool, which is not fork-safe.
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_limit_threads, initargs=(threads,)) as pool:
-        futures = {pool.submit(_run_one, run_cell, cell, path, config, threads) for cell, path in pending}
+        registered = _registered_rules()
+        futures = {pool.submit(_run_one, run_cell, cell, path, config, threads, registered) for cell, path in pending}
         while futures:
             # FIRST_COMPLETED, not FIRST_EXCEPTION: the latter only returns when every cell is done,
             # which froze the progress bar until the end of the run.
@@ -129,7 +162,8 @@ def _run_ray(pending, run_cell, config, workers, bar, ray_address):
     if not ray.is_initialized():
         ray.init(address=ray_address, num_cpus=workers if ray_address is None else None, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(_run_one)
-    refs = [remote.remote(run_cell, cell, path, config, 1) for cell, path in pending]
+    registered = _registered_rules()
+    refs = [remote.remote(run_cell, cell, path, config, 1, registered) for cell, path in pending]
     while refs:
         done, refs = ray.wait(refs, num_returns=1)
         ray.get(done)
@@ -197,8 +231,11 @@ def run_grid(
 
 def _collect(name, cells, paths, out_dir, config) -> pd.DataFrame:
     """Concatenate the finished cells in the order of ``cells`` and write ``results.parquet``."""
-    from distlab.io import write_parquet
+    from distlab.io import read_parquet_metadata, write_parquet
 
     table = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    write_parquet(table, Path(out_dir) / name / "results.parquet", config=dict(config, name=name, n_cells=len(cells)))
+    timings = [read_parquet_metadata(p).get("config", {}).get("timing", {}) for p in paths]
+    timing = {k: sum(t.get(k, 0.0) for t in timings) for k in ("seconds", "cpu_seconds")}
+    write_parquet(table, Path(out_dir) / name / "results.parquet",
+                  config=dict(config, name=name, n_cells=len(cells), cells_timing=timing))
     return table

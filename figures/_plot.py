@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+# The one study -> figure map (studies do not name their figures: figures read results, not the reverse).
 FIGURES = {
     "oscillation": "figures.fig2_oscillation",
     "control": "figures.fig3_control",

@@ -5,6 +5,9 @@ z = teacher / student / uniform, and the student's return; one line per control 
 Right: the student-driven speed-up, the ratio of areas under the curves (teacher-driven over
 student-driven; uniform-driven over student-driven) of the return gap to the teacher and of KL under
 the student's trajectories, against the teacher's entropy in the states it visits.
+
+One figure per step unit of the study: ``fig3_control`` (one step = one sampled episode, as the paper
+reads) and ``fig3_control_transitions`` (one step = a fixed number of sampled transitions).
 """
 
 from __future__ import annotations
@@ -27,6 +30,18 @@ COLUMNS = [("kl_teacher", "KL under teacher's trajectories\n(nats per episode)")
            ("kl_student", "KL under student's trajectories\n(nats per episode)"),
            ("kl_uniform", "KL under uniform trajectories\n(nats per episode)"),
            ("start_value", "student's return\n(expected, start state)")]
+
+
+STEP_UNIT_LABELS = {"episode": "steps (one episode each)",
+                    "transitions": "steps ({n} transitions each)"}
+FIGURE_STEMS = {"episode": "fig3_control", "transitions": "fig3_control_transitions"}
+
+
+def step_units(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The table split by ``step_unit`` (tables of runs before the column existed are ``"episode"``)."""
+    if "step_unit" not in table.columns:
+        return {"episode": table}
+    return {unit: g for unit, g in table.groupby("step_unit", sort=False)}
 
 
 def areas(table: pd.DataFrame) -> pd.DataFrame:
@@ -54,7 +69,7 @@ def steps_to_recover(table: pd.DataFrame, fraction: float = 0.95) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def plot(table: pd.DataFrame):
+def plot(table: pd.DataFrame, unit: str = "episode"):
     temps = sorted(table["temperature"].unique())
     fig = plt.figure(figsize=(18.5, 3.0 * len(temps) + 1.2))
     grid = fig.add_gridspec(len(temps), 6, width_ratios=[1, 1, 1, 1, 0.15, 1.2], wspace=0.85, hspace=0.35,
@@ -77,7 +92,8 @@ def plot(table: pd.DataFrame):
             ax.set_title(f"teacher temperature {temp:g}" if j == 0 else "", loc="left", fontsize=9)
             ax.set_ylabel(label, fontsize=8)
             if i == len(temps) - 1:
-                ax.set_xlabel("optimisation steps (episodes)")
+                n = int(table["transitions_per_step"].iloc[0]) if unit == "transitions" else 0
+                ax.set_xlabel(STEP_UNIT_LABELS[unit].format(n=n))
             ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     ax_r = fig.add_subplot(grid[:, 5])
@@ -117,13 +133,17 @@ def plot(table: pd.DataFrame):
     ax_r.grid(alpha=0.3, which="both")
     fig.legend(handles, labels, loc="upper center", ncol=4, fontsize=9, frameon=False, bbox_to_anchor=(0.42, 0.985))
     n = table["mdp"].nunique()
-    fig.suptitle(f"Control policy of distillation: {n} gridworlds, Q-learning teachers at softmax temperatures "
+    what = "one step = one sampled episode" if unit == "episode" else "one step = a fixed number of sampled transitions"
+    fig.suptitle(f"Control policy of distillation ({what}): {n} gridworlds, Q-learning teachers at softmax temperatures "
                  f"({_plot.band_note()}; speed-up bars: 95% CI of the per-MDP log ratio)", y=1.0, fontsize=10)
     return fig
 
 
 def main(results, out) -> list:
-    return _plot.save(plot(_plot.read(results)), out, "fig3_control")
+    paths = []
+    for unit, table in step_units(_plot.read(results)).items():
+        paths += _plot.save(plot(table, unit), out, FIGURE_STEMS[unit])
+    return paths
 
 
 if __name__ == "__main__":

@@ -2,8 +2,13 @@
 
 One panel per number of actions |A| (4 of them move the agent, the rest leave it in place): the
 student's return along training for entropy-regularised, expected-entropy regularised, on-policy and
-n-distill; the dashed line is the teacher's return. Last panel: the return at the end of training
-against |A|.
+n-distill with the literal Table-1 estimator (``fig4_actions``); the dashed line is the teacher's
+return. Last panel: the return at the end of training against |A|.
+
+``fig4_actions_estimators``: the two entropy rules with each estimator of the score-function term
+(literal, exact and learned per-state baselines, episodes truncated to 30 steps) and under exact
+dynamics (the expected update itself, a few MDPs: mean line only), one colour per estimator, one line
+style per rule; panels for the |A| that ran the variants.
 """
 
 from __future__ import annotations
@@ -27,7 +32,31 @@ RULE_STYLE = {
 }
 
 
+ESTIMATOR_STYLE = {
+    "literal": ("tab:gray", "literal (Table 1, no baseline)"),
+    "baseline-exact": ("tab:green", "exact per-state baseline"),
+    "baseline-learned": ("tab:olive", "learned per-state baseline"),
+    "truncated-30": ("tab:purple", "episodes truncated to 30 steps"),
+    "exact-dynamics": ("k", "exact dynamics (expected update)"),
+}
+RULE_LINES = {"entropy-regularised": "-", "expected-entropy": "--"}
+
+
+def literal(table):
+    """The sampled runs with the literal Table-1 estimator (all rows of tables without the estimator column)."""
+    if "estimator" not in table.columns:
+        return table
+    return table[(table["estimator"] == "literal") & (table["dynamics"] == "sampled")]
+
+
+def _log_steps(ax, table):
+    steps = np.sort(table["step"].unique())
+    ax.set_xscale("symlog", linthresh=max(1.0, float(steps[1])) if len(steps) > 1 else 1.0, linscale=0.3)
+    ax.set_xlim(0, float(steps.max()))
+
+
 def plot(table):
+    table = literal(table)
     counts = sorted(table["n_actions"].unique())
     rules = [r for r in RULE_STYLE if r in set(table["rule"])]
     n_panels = len(counts) + 1
@@ -49,6 +78,7 @@ def plot(table):
             finals[rule].append(_plot.mean_and_ci(last["start_value"].to_numpy()))
         ax.axhline(sub["teacher_return"].mean(), color="k", ls="--", lw=1, label="teacher's return")
         ax.set_title(f"|A| = {A}  ({sub['mdp'].nunique()} MDPs)", fontsize=9)
+        _log_steps(ax, sub)
         ax.set_xlabel("optimisation steps (episodes)")
         ax.grid(alpha=0.3)
     for ax in axes[:-1:ncol]:
@@ -73,8 +103,44 @@ def plot(table):
     return fig
 
 
+def plot_estimators(table):
+    """Panels for the |A| that ran more than the literal estimator; exact dynamics (a few MDPs) as a mean line."""
+    variants = table.groupby("n_actions")["estimator"].nunique()
+    counts = sorted(variants.index[variants > 1])
+    fig, axes = plt.subplots(1, len(counts), figsize=(4.2 * len(counts), 3.6), squeeze=False)
+    for ax, A in zip(axes[0], counts):
+        sub = table[(table["n_actions"] == A) & table["rule"].isin(list(RULE_LINES))]
+        for estimator, (color, label) in ESTIMATOR_STYLE.items():
+            for rule, ls in RULE_LINES.items():
+                g = sub[(sub["estimator"] == estimator) & (sub["rule"] == rule)]
+                if not len(g):
+                    continue
+                if estimator == "exact-dynamics":
+                    mean = g.groupby("step")["start_value"].mean()
+                    ax.plot(mean.index, mean.to_numpy(), color=color, ls=ls, lw=1.6, label=f"{RULE_STYLE[rule][1]}: {label}")
+                else:
+                    _plot.plot_band(ax, g, "step", "start_value", label=f"{RULE_STYLE[rule][1]}: {label}", color=color, linestyle=ls)
+        ax.axhline(sub["teacher_return"].mean(), color="r", ls=":", lw=1, label="teacher's return")
+        _log_steps(ax, sub)
+        ax.set_title(f"|A| = {A}  ({sub[sub['dynamics'] == 'sampled']['mdp'].nunique()} MDPs sampled, "
+                     f"{sub[sub['dynamics'] == 'exact']['mdp'].nunique()} exact)", fontsize=9)
+        ax.set_xlabel("optimisation steps (episodes)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("student's return (expected, start state)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.22))
+    fig.suptitle("The score-function estimator decides the entropy rules: literal vs baselines vs truncation vs exact "
+                 f"dynamics ({_plot.band_note()})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def main(results, out) -> list:
-    return _plot.save(plot(_plot.read(results)), out, "fig4_actions")
+    table = _plot.read(results)
+    paths = _plot.save(plot(table), out, "fig4_actions")
+    if "estimator" in table.columns and table["estimator"].nunique() > 1:
+        paths += _plot.save(plot_estimators(table), out, "fig4_actions_estimators")
+    return paths
 
 
 if __name__ == "__main__":

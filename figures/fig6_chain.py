@@ -2,8 +2,10 @@
 
 Rows: corridor half-length T. Columns: the optimal teacher; the adversarial teacher with the paper's
 "V_bad := V_good" (the rules that read a teacher value get the optimal one); the adversarial teacher
-with its own value. Lines: the student's return along training per rule (cloning rules, TD bootstrapped
-from the teacher's value, the teacher-V shaping reward and rl, both with a learned TD critic).
+with its own value. Solid lines with bands: the student's return along sampled training per rule
+(cloning rules, TD bootstrapped from the teacher's value, the teacher-V shaping reward and rl; the rules
+with a score term use the learned per-state baseline); dashed lines: the same rule under exact
+dynamics (the expected update, no sampling).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ RULE_STYLE = {
     "on-policy": ("tab:blue", "on-policy distill (cloning)"),
     "n-distill": ("navy", "n-distill (cloning)"),
     "td-teacher-v": ("tab:purple", "TD + V_teacher"),
-    "teacher-v-reward": ("tab:orange", "teacher V reward (actor-critic)"),
-    "rl": ("tab:gray", "rl (actor-critic, no teacher)"),
+    "teacher-v-reward": ("tab:orange", "teacher V reward (lies under rl)"),
+    "rl": ("tab:gray", "rl (no teacher)"),
 }
 COLUMNS = (("optimal", "own", "optimal teacher"),
            ("adversarial", "optimal", "adversarial teacher, V_bad := V_good (paper)"),
@@ -34,10 +36,16 @@ def panel(ax, table, T, teacher, value):
     sub = table[(table["T"] == T) & (table["teacher"] == teacher)]
     # rules without a teacher value appear in every column of their teacher
     sub = sub[sub["teacher_value"].isin([value, "none"])]
-    for rule, (color, label) in RULE_STYLE.items():
-        g = sub[sub["rule"] == rule]
+    dynamics = sub["dynamics"] if "dynamics" in sub.columns else "sampled"
+    others = [r for r in sub["rule"].unique() if r not in RULE_STYLE]  # user-registered rules
+    for rule, (color, label) in list(RULE_STYLE.items()) + [(r, (None, r)) for r in others]:
+        g = sub[(sub["rule"] == rule) & (dynamics == "sampled")]
         if len(g):
-            _plot.plot_band(ax, g, "step", "start_value", label=label, color=color, unit="seed")
+            line = _plot.plot_band(ax, g, "step", "start_value", label=label, color=color, unit="seed")
+            color = line.get_color()
+        g = sub[(sub["rule"] == rule) & (dynamics == "exact")].sort_values("step")
+        if len(g):
+            ax.plot(g["step"], g["start_value"], color=color, ls="--", lw=1.2, label=f"{label}, exact dynamics")
     if len(sub):
         ax.axhline(sub["optimal_return"].iloc[0], color="k", ls="--", lw=1, label="optimal return")
         ax.axhline(sub["teacher_return"].iloc[0], color="r", ls=":", lw=1, label="teacher's return")
@@ -51,14 +59,17 @@ def plot(table, lengths):
             panel(ax, table, T, teacher, value)
             ax.set_title(f"T = {T} ({2 * T + 1} states): {title}", fontsize=9)
             ax.grid(alpha=0.3)
+            ax.set_xscale("symlog", linthresh=10.0, linscale=0.3)
+            ax.set_xlim(0, float(table["step"].max()))
             if i == len(lengths) - 1:
-                ax.set_xlabel("training episodes")
+                ax.set_xlabel("training episodes (exact dynamics: steps x exact_lr / lr)", fontsize=8)
         axes[i][0].set_ylabel("student's return (expected)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.14 / len(lengths)))
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.3 / len(lengths)))
     cont = table["continuation"].iloc[0]
     fig.suptitle(f"Corridor, start in the middle, -1 left end, +1 right end, discount {cont:g} "
-                 f"({table['seed'].nunique()} seeds; lines: mean; bands: 95% bootstrap CI over seeds)", fontsize=10)
+                 f"({table['seed'].nunique()} seeds; solid: mean of sampled runs, bands: 95% bootstrap CI over seeds; "
+                 "dashed: exact dynamics)", fontsize=10)
     fig.tight_layout()
     return fig
 

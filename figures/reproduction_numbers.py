@@ -2,9 +2,11 @@
 
     python figures/reproduction_numbers.py [RESULTS_ROOT]     # default: results; uses full results, else quick
 
-Prints markdown tables: Fig. 3 steps to recover the teacher's return per control policy, Fig. 4 final
-returns per |A|, Fig. 5 returns at 25 % noise, Fig. 6 final returns on the corridor, and the seed-003 /
-DPD studies' final numbers. Means over MDPs (or seeds) with 95 % bootstrap intervals.
+Prints markdown tables: Fig. 3 steps (and sampled transitions) to recover the teacher's return per
+control policy and step unit, Fig. 4 final returns per |A| and estimator, Fig. 5 returns at 25 % noise,
+Fig. 6 final returns on the corridor (sampled and exact dynamics), and the seed-003 / DPD studies' final
+numbers. Means over MDPs (or seeds) with 95 % bootstrap intervals. Crossing points of a mean curve are
+interpolated linearly between records (the records sit on a log-spaced grid).
 """
 
 from __future__ import annotations
@@ -41,35 +43,85 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def control_numbers(t: pd.DataFrame) -> str:
-    rows = []
-    for temp, g in t.groupby("temperature"):
-        teacher = g.groupby("mdp")["teacher_return"].first().mean()
-        row = dict(temperature=temp, teacher_return=f"{teacher:.2f}", teacher_entropy=f"{g.groupby('mdp')['teacher_entropy'].first().mean():.2f}")
-        hits = {}
-        for frac in (0.9, 0.95, 0.99):
-            for control, c in g.groupby("control"):
-                mean = c.groupby("step")["start_value"].mean()
-                ok = mean.index[mean.to_numpy() >= frac * teacher]
-                hits[(frac, control)] = float(ok.min()) if len(ok) else np.nan
-            row[f"steps to {frac:.0%}: teacher / student / uniform"] = " / ".join(
-                "never" if np.isnan(hits[(frac, c)]) else f"{hits[(frac, c)]:.0f}" for c in ("teacher", "student", "uniform"))
-            s = hits[(frac, "student")]
-            row[f"ratio to student ({frac:.0%}): teacher, uniform"] = ", ".join(
-                f"{hits[(frac, c)] / s:.1f}x" if s > 0 and not np.isnan(hits[(frac, c)]) else "n/a" for c in ("teacher", "uniform"))
-        rows.append(row)
-    out = _markdown(pd.DataFrame(rows))
-    from figures.fig3_control import areas
+FRACTIONS = (0.9, 0.95, 0.99)
+CONTROLS = ("teacher", "student", "uniform")
 
-    a = areas(t).groupby(["temperature", "control"])[["return_gap_area", "kl_area"]].mean()
-    ratios = []
-    for temp in sorted(t["temperature"].unique()):
-        r = dict(temperature=temp)
-        for ref in ("teacher", "uniform"):
-            for metric in ("return_gap_area", "kl_area"):
-                r[f"{ref}/student {metric}"] = f"{a.loc[(temp, ref), metric] / a.loc[(temp, 'student'), metric]:.2f}"
-        ratios.append(r)
-    return out + "\n\nRatios of MDP-mean areas under the curves (Fig. 3 right):\n\n" + _markdown(pd.DataFrame(ratios))
+
+def first_crossing(x: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The first ``x`` at which the piecewise-linear curve ``y(x)`` reaches ``target`` (NaN if never)."""
+    above = np.flatnonzero(y >= target)
+    if not len(above):
+        return np.nan
+    i = above[0]
+    if i == 0:
+        return float(x[0])
+    return float(x[i - 1] + (target - y[i - 1]) * (x[i] - x[i - 1]) / (y[i] - y[i - 1]))
+
+
+def _fmt(v: float, digits: int = 0) -> str:
+    return "never" if np.isnan(v) else f"{v:,.{digits}f}"
+
+
+def _ratio(a: float, b: float) -> str:
+    return "n/a" if np.isnan(a) or np.isnan(b) or b <= 0 else f"{a / b:.2f}x"
+
+
+def recovery_points(g: pd.DataFrame, teacher: float) -> dict:
+    """``{(fraction, control): (step, transitions)}`` where the MDP-mean return first reaches ``fraction``
+    of the MDP-mean teacher return (transitions: the MDP-mean cumulative count at that step)."""
+    out = {}
+    for control, c in g.groupby("control"):
+        mean = c.groupby("step")[["start_value", "transitions"]].mean() if "transitions" in c else \
+            c.groupby("step")[["start_value"]].mean().assign(transitions=np.nan)
+        steps = mean.index.to_numpy(dtype=float)
+        for frac in FRACTIONS:
+            step = first_crossing(steps, mean["start_value"].to_numpy(), frac * teacher)
+            out[(frac, control)] = (step, np.interp(step, steps, mean["transitions"].to_numpy()) if not np.isnan(step) else np.nan)
+    return out
+
+
+def control_numbers(t: pd.DataFrame) -> str:
+    units = t.groupby("step_unit", sort=False) if "step_unit" in t.columns else [("episode", t)]
+    parts = []
+    for unit, u in units:
+        rows = []
+        for temp, g in u.groupby("temperature"):
+            teacher = g.groupby("mdp")["teacher_return"].first().mean()
+            hits = recovery_points(g, teacher)
+            row = dict(temperature=temp, teacher_return=f"{teacher:.2f}",
+                       teacher_entropy=f"{g.groupby('mdp')['teacher_entropy'].first().mean():.2f}")
+            for frac in FRACTIONS:
+                row[f"steps to {frac:.0%}: teacher / student / uniform"] = " / ".join(_fmt(hits[(frac, c)][0]) for c in CONTROLS)
+                row[f"step ratio ({frac:.0%}): teacher, uniform / student"] = ", ".join(
+                    _ratio(hits[(frac, c)][0], hits[(frac, "student")][0]) for c in ("teacher", "uniform"))
+                if unit == "episode":
+                    row[f"transitions to {frac:.0%}: teacher / student / uniform"] = " / ".join(
+                        _fmt(hits[(frac, c)][1]) for c in CONTROLS)
+                    row[f"transition ratio ({frac:.0%}): teacher, uniform / student"] = ", ".join(
+                        _ratio(hits[(frac, c)][1], hits[(frac, "student")][1]) for c in ("teacher", "uniform"))
+            rows.append(row)
+        per_step = ""
+        if unit == "transitions":
+            per_step = f", {int(u['transitions_per_step'].iloc[0])} transitions per step"
+        mean_len = ""
+        if unit == "episode" and "transitions" in u:
+            last = u[u["step"] == u["step"].max()]
+            lengths = last.groupby(["temperature", "control"])["transitions"].mean() / u["step"].max()
+            mean_len = "\n\nMean sampled transitions per episode over training (teacher / student / uniform control): " + "; ".join(
+                f"T = {temp:g}: " + " / ".join(f"{lengths[(temp, c)]:.1f}" for c in CONTROLS) for temp in sorted(u["temperature"].unique()))
+        from figures.fig3_control import areas
+
+        a = areas(u).groupby(["temperature", "control"])[["return_gap_area", "kl_area"]].mean()
+        ratios = []
+        for temp in sorted(u["temperature"].unique()):
+            r = dict(temperature=temp)
+            for ref in ("teacher", "uniform"):
+                for metric in ("return_gap_area", "kl_area"):
+                    r[f"{ref}/student {metric}"] = f"{a.loc[(temp, ref), metric] / a.loc[(temp, 'student'), metric]:.2f}"
+            ratios.append(r)
+        parts.append(f"### step unit: {unit}{per_step}\n\n" + _markdown(pd.DataFrame(rows)) + mean_len
+                     + "\n\nRatios of MDP-mean areas under the curves over steps (Fig. 3 right):\n\n" + _markdown(pd.DataFrame(ratios)))
+    return "\n\n".join(parts)
 
 
 def final_rows(t: pd.DataFrame, by: list[str], value: str = "start_value", unit: str = "mdp", x: str = "step") -> pd.DataFrame:
@@ -81,6 +133,27 @@ def final_rows(t: pd.DataFrame, by: list[str], value: str = "start_value", unit:
     return pd.DataFrame(rows)
 
 
+def actions_numbers(t: pd.DataFrame) -> str:
+    """Final returns per |A|, rule and estimator (sampled: after the last step; exact dynamics: after its
+    last step), and the returns at the exact-dynamics horizon for comparison."""
+    if "estimator" not in t.columns:
+        t = t.assign(estimator="literal", dynamics="sampled")
+    parts = []
+    for dynamics, d in t.groupby("dynamics", sort=False):
+        f = final_rows(d, ["n_actions", "rule", "estimator"])
+        f["teacher"] = [f"{d[d.n_actions == a]['teacher_return'].mean():.2f}" for a in f["n_actions"]]
+        parts.append(f"{dynamics} ({d['step'].max()} steps):\n\n{_markdown(f)}")
+    exact = t[t["dynamics"] == "exact"]
+    if len(exact):
+        horizon = exact["step"].max()
+        sampled = t[t["dynamics"] == "sampled"]
+        at = sampled[sampled["step"] <= horizon]
+        at = at[at["step"] == at["step"].max()]
+        f = final_rows(at, ["n_actions", "rule", "estimator"])
+        parts.append(f"sampled, at the last record <= the exact horizon ({at['step'].max()} steps):\n\n{_markdown(f)}")
+    return "\n\n".join(parts)
+
+
 def main(root: str = "results") -> None:
     root = Path(root)
     t, scale = _table(root, "control")
@@ -88,9 +161,7 @@ def main(root: str = "results") -> None:
         print(f"## control ({scale}: {t['mdp'].nunique()} MDPs, {t['step'].max()} steps)\n\n{control_numbers(t)}\n")
     t, scale = _table(root, "actions")
     if t is not None:
-        f = final_rows(t, ["n_actions", "rule"])
-        f["teacher"] = [f"{t[t.n_actions == a]['teacher_return'].mean():.2f}" for a in f["n_actions"]]
-        print(f"## actions ({scale}, {t['step'].max()} steps)\n\n{_markdown(f)}\n")
+        print(f"## actions ({scale})\n\n{actions_numbers(t)}\n")
     t, scale = _table(root, "noisy-teacher")
     if t is not None:
         f = final_rows(t, ["noise", "value", "rule"])
@@ -100,9 +171,15 @@ def main(root: str = "results") -> None:
         print(f"## noisy-teacher ({scale}: {t['mdp'].nunique()} MDPs, {t['step'].max()} steps)\n\n{_markdown(f)}\n")
     t, scale = _table(root, "chain")
     if t is not None:
-        f = final_rows(t, ["T", "teacher", "teacher_value", "rule"], unit="seed")
+        by = ["T", "teacher", "teacher_value", "rule"]
+        if "dynamics" in t.columns:  # each dynamics at its own last step
+            f = pd.concat([final_rows(g, by, unit="seed").assign(dynamics=d, steps=g["step"].max())
+                           for d, g in t.groupby("dynamics", sort=False)], ignore_index=True)
+        else:
+            f = final_rows(t, by, unit="seed")
         f["teacher's return"] = [f"{t[(t['T'] == T) & (t.teacher == te)]['teacher_return'].iloc[0]:.2f}" for T, te in zip(f["T"], f["teacher"])]
-        print(f"## chain ({scale}: {t['seed'].nunique()} seeds, {t['step'].max()} episodes)\n\n{_markdown(f)}\n")
+        sampled = t[t["dynamics"] == "sampled"] if "dynamics" in t.columns else t
+        print(f"## chain ({scale}: {sampled['seed'].nunique()} seeds, {sampled['step'].max()} episodes)\n\n{_markdown(f)}\n")
     t, scale = _table(root, "multi-teacher")
     if t is not None:
         f = final_rows(t, ["bandit"], value="cumulative_regret", x="round")
@@ -111,8 +188,15 @@ def main(root: str = "results") -> None:
         print(f"## multi-teacher ({scale}: {t['mdp'].nunique()} MDPs, {t['round'].max()} rounds)\n\n{_markdown(f)}\n")
     t, scale = _table(root, "dual")
     if t is not None:
-        mean = t.groupby(["method", "mdp", "env_steps"], as_index=False)["start_value"].mean()
-        f = final_rows(mean, ["method"], x="env_steps")
+        by = ["method", "dpd_states"] if "dpd_states" in t.columns else ["method"]
+        mean = t.groupby(by + ["mdp", "env_steps"], as_index=False)["start_value"].mean()
+        f = final_rows(mean, by, x="env_steps")
+        if "dpd_weight_max" in t.columns:  # per MDP: the largest unclipped weight over rounds and learners
+            w = t.dropna(subset=["dpd_weight_max"]).groupby(by + ["mdp"])["dpd_weight_max"].max().groupby(by)
+            stats = pd.DataFrame(dict(median=w.median(), largest=w.max()))
+            f["per-MDP max of exp(alpha xi): median / largest"] = [
+                f"{stats.loc[tuple(k)]['median']:.0f} / {stats.loc[tuple(k)]['largest']:.0f}" if tuple(k) in stats.index else ""
+                for k in f[by].itertuples(index=False)]
         print(f"## dual ({scale}: {t['mdp'].nunique()} MDPs, {t['env_steps'].max()} episodes of all learners)\n\n{_markdown(f)}\n")
     t, scale = _table(root, "exploration")
     if t is not None:

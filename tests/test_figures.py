@@ -30,10 +30,13 @@ def test_figure_renders_png_and_pdf(smoke_results, tmp_path, name):
         assert p.exists() and p.stat().st_size > 5_000, p
 
 
-def test_every_study_has_a_figure():
+def test_every_study_has_a_figure_and_every_figure_a_study():
+    """The one study -> figure map (figures/_plot.FIGURES) covers the registry; each module draws its study."""
+    import importlib
+
     assert set(_plot.FIGURES) == set(studies.names())
-    for name in studies.names():
-        assert studies.get(name).FIGURE == _plot.FIGURES[name].split(".")[-1]
+    for name, module in _plot.FIGURES.items():
+        assert callable(importlib.import_module(module).main), module
 
 
 def test_figure_script_command_line(smoke_results, tmp_path):
@@ -72,4 +75,15 @@ def test_reproduction_numbers_print_every_study(smoke_results, capsys):
     printed = capsys.readouterr().out
     for name in ("control", "actions", "noisy-teacher", "chain", "multi-teacher", "dual", "exploration"):
         assert f"## {name} (smoke" in printed
-    assert "steps to 95%: teacher / student / uniform" in printed
+    assert "steps to 95%: teacher / student / uniform" in printed and "transitions to 95%" in printed
+
+
+def test_first_crossing_interpolates_between_records():
+    """Crossing points of a piecewise-linear curve, against the closed form of a line."""
+    from figures.reproduction_numbers import first_crossing
+
+    x = np.array([0.0, 10.0, 100.0, 1000.0])
+    y = np.array([0.0, 1.0, 4.0, 10.0])
+    assert first_crossing(x, y, 2.5) == pytest.approx(10 + 1.5 / 3 * 90)
+    assert first_crossing(x, y, 0.0) == 0.0 and first_crossing(x, y, 10.0) == 1000.0
+    assert np.isnan(first_crossing(x, y, 10.5))

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 import mdps
-from mdps.gridworld import TERMINAL, WALL
+from mdps.gridworld import TERMINAL, UNREWARDED_TERMINAL, WALL
 
 
 def small_dense():
@@ -163,6 +163,42 @@ def test_gridworld_slip_structure():
             assert P[s, a, other] == pytest.approx(0.99 * 0.05)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_gridworld_unrewarded_terminals_end_episodes_without_reward(seed):
+    """Unrewarded terminal cells: P = 0 and R = 0; rewarding cells still carry the reward; all reachable."""
+    size = 10
+    mdp = mdps.random_gridworld(size=size, seed=seed, p_terminal=0.03, p_unrewarded_terminal=0.1)
+    P, R, _ = mdp.to_dense()
+    layout = mdp.info["layout"].ravel()
+    assert (layout == UNREWARDED_TERMINAL).any() and (layout == TERMINAL).any()
+    assert np.all(P[layout == UNREWARDED_TERMINAL] == 0) and np.all(R[layout == UNREWARDED_TERMINAL] == 0)
+    np.testing.assert_array_equal(R[layout == TERMINAL], 10.0)
+    start = (size // 2) * size + size // 2
+    assert reachable_from(P, start) == set(np.flatnonzero(layout != WALL).tolist())
+    np.testing.assert_allclose(P.sum(axis=2)[layout == 0], 0.99, atol=1e-12)  # empty cells only lose p_end
+    # the value of any policy is 0 in an unrewarded terminal cell (a dense solve, independent of the generator)
+    uniform = np.full(R.shape, 1.0 / R.shape[1])
+    V = np.linalg.solve(np.eye(len(R)) - np.einsum("sa,sat->st", uniform, P), (uniform * R).sum(1))
+    np.testing.assert_array_equal(V[layout == UNREWARDED_TERMINAL], 0.0)
+
+
+def test_gridworld_default_layouts_are_unchanged_by_the_unrewarded_option():
+    """The split of one uniform per cell: with p_unrewarded_terminal = 0 the layouts are the old ones, and a
+    positive value only turns empty cells into unrewarded terminals (walls and rewarding cells stay)."""
+    for seed in range(6):
+        base = mdps.random_gridworld(size=12, seed=seed)
+        same = mdps.random_gridworld(size=12, seed=seed, p_unrewarded_terminal=0.0)
+        np.testing.assert_array_equal(base.info["layout"], same.info["layout"])
+        # first-draw layouts, before the reachability repair, are nested: compare the pre-repair draw
+        rng = np.random.default_rng(seed)
+        u_wall, u_terminal = rng.random((2, 12, 12))
+        expected = np.where(u_wall < 0.2, WALL, np.where(u_terminal < 0.01, TERMINAL, 0))
+        expected.flat[6 * 12 + 6] = 0
+        if base.info["draws"] == 1:  # repaired cells only ever become walls
+            kept = base.info["layout"] != WALL
+            np.testing.assert_array_equal(base.info["layout"][kept], expected[kept])
+
+
 def test_gridworld_without_reachable_reward_is_an_error():
     with pytest.raises(ValueError, match="no gridworld with a reachable terminal"):
         mdps.random_gridworld(size=3, seed=0, p_wall=0.0, p_terminal=0.0)
@@ -205,6 +241,8 @@ def test_gridworld_determinism_and_batch_consistency():
         (dict(p_wall=1.5), "p_wall must be a probability"),
         (dict(slip=-0.1), "slip must be a probability"),
         (dict(p_end=0.0), "p_end must be in \\(0, 1\\]"),
+        (dict(p_unrewarded_terminal=-0.1), "p_unrewarded_terminal must be a probability"),
+        (dict(p_terminal=0.6, p_unrewarded_terminal=0.5), "p_terminal \\+ p_unrewarded_terminal must be <= 1"),
     ],
 )
 def test_gridworld_bad_parameters(kwargs, message):

@@ -39,6 +39,26 @@ def expected_table(cells) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def rule_components_cell(cell: dict) -> pd.DataFrame:
+    """The components of the cell's rule as this (worker) process's registry knows them."""
+    from distlab import rules
+
+    rule = rules.get(cell["rule"])
+    return pd.DataFrame(dict(control=[rule.control], loss=[rule.loss], env_reward=[rule.env_reward], pid=[os.getpid()]))
+
+
+def test_user_registered_rules_reach_worker_processes(tmp_path):
+    """A rule registered in the calling process runs in spawned workers (which import the registry afresh)."""
+    from distlab import rules
+
+    rules.register(rules.Rule("runner-test-rule", control="uniform", loss="kl", doc="test"), overwrite=True)
+    cells = [dict(rule="runner-test-rule", i=i) for i in range(2)] + [dict(rule="runner-test-rule+r", i=2)]
+    table = run_grid("rules", cells, rule_components_cell, tmp_path, workers=2, progress=False)
+    assert list(table["control"]) == ["uniform"] * 3 and list(table["loss"]) == ["kl"] * 3
+    assert list(table["env_reward"]) == [False, False, True]
+    assert os.getpid() not in set(table["pid"])  # the cells ran in worker processes
+
+
 def test_table_has_cell_columns_in_cell_order_and_provenance(tmp_path):
     table = run_grid("demo", CELLS, monte_carlo_cell, tmp_path, workers=1, progress=False, config=dict(note="x"))
     pd.testing.assert_frame_equal(table, expected_table(CELLS))
@@ -46,6 +66,9 @@ def test_table_has_cell_columns_in_cell_order_and_provenance(tmp_path):
     pd.testing.assert_frame_equal(on_disk, table)
     meta = read_parquet_metadata(tmp_path / "demo" / "results.parquet")
     assert meta["config"]["note"] == "x" and meta["config"]["n_cells"] == len(CELLS)
+    cell_timings = [read_parquet_metadata(cell_path(tmp_path, "demo", c))["config"]["timing"] for c in CELLS]
+    assert all(t["seconds"] >= 0 and t["cpu_seconds"] >= 0 for t in cell_timings)
+    assert meta["config"]["cells_timing"]["seconds"] == pytest.approx(sum(t["seconds"] for t in cell_timings))
     assert "git_commit" in meta and "distlab_version" in meta
 
 

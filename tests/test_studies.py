@@ -1,6 +1,7 @@
 """Studies: each smoke config runs through the runner and yields its figure's columns; the study-specific
-pieces (Monte Carlo values, noisy teachers, bandits, the corridor actor-critic, the oscillation) are
-checked against exact solutions, closed forms or theorems."""
+pieces (Monte Carlo values, noisy teachers, bandits, the corridor, DPD weights, the oscillation, record
+grids) are checked against exact solutions, closed forms or theorems; a user-registered rule runs in
+every study."""
 
 from __future__ import annotations
 
@@ -8,19 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dataclasses import replace
+
 import mdps
-from distlab import exact, studies, teachers
-from distlab.studies import _common, chain, control, multi_teacher, noisy_teacher, oscillation
+from distlab import exact, rules, studies, teachers
+from distlab.studies import _common, chain, control, dual, multi_teacher, noisy_teacher, oscillation
 
 # The columns each figure reads (besides the cell parameters).
 FIGURE_COLUMNS = {
     "oscillation": {"rule", "step", "p_right_0", "p_right_1", "student_return", "lr"},
-    "control": {"temperature", "control", "mdp", "step", "kl_teacher", "kl_student", "kl_uniform", "start_value", "teacher_return", "teacher_entropy"},
-    "actions": {"n_actions", "rule", "mdp", "step", "start_value", "teacher_return", "lr"},
+    "control": {"temperature", "control", "step_unit", "mdp", "step", "transitions", "kl_teacher", "kl_student", "kl_uniform",
+                "start_value", "teacher_return", "teacher_entropy"},
+    "actions": {"n_actions", "rule", "estimator", "dynamics", "mdp", "step", "start_value", "teacher_return", "lr"},
     "noisy-teacher": {"noise", "rule", "value", "mdp", "step", "start_value", "teacher_return"},
-    "chain": {"T", "teacher", "teacher_value", "rule", "seed", "step", "start_value", "teacher_return", "optimal_return", "continuation"},
+    "chain": {"T", "teacher", "teacher_value", "rule", "dynamics", "seed", "step", "start_value", "teacher_return", "optimal_return",
+              "continuation"},
     "multi-teacher": {"bandit", "mdp", "round", "step", "cumulative_regret", "student_return", "arm_noise", "best_teacher_return"},
-    "dual": {"method", "mdp", "learner", "env_steps", "start_value"},
+    "dual": {"method", "dpd_states", "mdp", "learner", "env_steps", "start_value", "dpd_weight_max"},
     "exploration": {"exploration", "epsilon", "temperature", "mdp", "step", "start_value", "kl_student", "teacher_return"},
 }
 
@@ -72,7 +77,7 @@ def test_control_records_match_an_exact_dense_solve(smoke_tables):
             visits = np.linalg.solve(M.T, mu0)
             kl = (pi[b] * (np.log(np.where(pi[b] > 0, pi[b], 1.0)) - np.log(uniform))).sum(1)
             rows = table[(table.temperature == temperature) & (table.mdp == b) & (table.step == 0)]
-            assert len(rows) == len(cell.controls)
+            assert len(rows) == len(cell.controls) * len(cell.step_units)
             np.testing.assert_allclose(rows["start_value"], mu0 @ V, rtol=1e-8)
             np.testing.assert_allclose(rows["kl_student"], visits @ kl, rtol=1e-6, atol=1e-9)
             M_pi = np.eye(S) - np.einsum("sa,sat->st", pi[b], P)
@@ -123,29 +128,99 @@ def test_ucb1_and_thompson_find_the_best_of_stationary_arms():
         multi_teacher.choose_arm("exp3", np.zeros(3), np.zeros(3), rng, 0.1, 0.1)
 
 
-def test_corridor_actor_critic_starts_uniform_and_learns_the_optimal_policy():
+def test_control_counts_transitions_and_records_on_a_log_grid(smoke_tables):
+    """The transitions unit consumes exactly N transitions per step; the episode unit at least one per
+    episode; records sit on the log grid (step 0 and the last step included)."""
+    table = smoke_tables["control"]
+    config = control.CONFIGS["smoke"]
+    grid = _common.log_record_steps(config.steps, config.record_points)
+    assert grid[0] == 0 and grid[-1] == config.steps and np.all(np.diff(grid) > 0)
+    ratios = grid[2:] / grid[1:-1]  # geometric spacing, up to rounding to integers
+    assert ratios.max() <= (config.steps ** (1 / (config.record_points - 1))) * 2
+    for (unit, control_, temperature, mdp), g in table.groupby(["step_unit", "control", "temperature", "mdp"]):
+        np.testing.assert_array_equal(g["step"].to_numpy(), grid)
+        transitions = g["transitions"].to_numpy()
+        if unit == "transitions":
+            np.testing.assert_array_equal(transitions, config.transitions_per_step * grid)
+        else:
+            assert transitions[0] == 0 and np.all(np.diff(transitions) >= np.diff(grid))
+
+
+def test_chain_exact_dynamics_of_teacher_v_reward_equal_rl():
+    """Prop. 4: the teacher-V shaping telescopes (V_pi = 0 past the end), so its expected update is rl's
+    for any teacher value: the exact-dynamics curves coincide, and both climb towards the optimum."""
+    config = chain.Config(lengths=(3,), rules=("teacher-v-reward", "rl"), teachers=("adversarial",), dynamics=("exact",),
+                          exact_steps=3000, exact_record_every=500, lr=0.1)
+    tables = {(c["rule"], c["teacher_value"]): chain.run_cell(c) for c in chain.cells(config)}
+    assert set(tables) == {("teacher-v-reward", "own"), ("teacher-v-reward", "optimal"), ("rl", "none")}
+    for key in (("teacher-v-reward", "own"), ("teacher-v-reward", "optimal")):
+        np.testing.assert_allclose(tables[key]["start_value"], tables[("rl", "none")]["start_value"], atol=1e-9)
+    rl = tables[("rl", "none")]
     mdp = mdps.chain_corridor(3, continuation=0.99)
     V_opt, _, _ = exact.evaluate(mdp, chain.corridor_teacher(mdp, "optimal"))
-    runs = []
-    for teacher_value in (None, V_opt):
-        table = chain.actor_critic(mdp, steps=400, lr=0.2, critic_lr=0.2, teacher_value=teacher_value, record_every=100, n_seeds=8, seed=0)
-        # A uniform random walk from the middle of a symmetric corridor: expected return 0 by symmetry.
-        np.testing.assert_allclose(table[table.step == 0]["start_value"], 0.0, atol=1e-12)
-        final = table[table.step == 400]["start_value"].mean()
-        assert final > 0.9 * V_opt[3], final  # optimal: 0.99^3 = 0.970
-        runs.append(table)
-    again = chain.actor_critic(mdp, steps=400, lr=0.2, critic_lr=0.2, record_every=100, n_seeds=8, seed=0)
-    pd.testing.assert_frame_equal(runs[0], again)  # seeded: the same learner twice
-    with pytest.raises(ValueError, match="teacher_value"):
-        chain.actor_critic(mdp, steps=10, lr=0.1, critic_lr=0.1, teacher_value=np.zeros(3))
+    np.testing.assert_allclose(rl[rl.step == 0]["start_value"], 0.0, atol=1e-12)  # symmetric random walk
+    assert rl["start_value"].iloc[-1] > 0.9 * V_opt[3] and np.all(np.diff(rl["start_value"]) > 0)
+
+
+def test_chain_sampled_rl_with_a_learned_baseline_learns_the_corridor():
+    """The registry's rl through train_sampled with the learned baseline (no learner of the study's own)
+    starts at the uniform walk's exact value 0 and learns the optimal policy of a short corridor."""
+    cell = dict(T=3, teacher="optimal", rule="rl", teacher_value="none", dynamics="sampled", lr=0.2, continuation=0.99,
+                n_seeds=8, steps=400, record_points=5, baseline="learned", baseline_lr=0.2)
+    table = chain.run_cell(cell)
+    np.testing.assert_allclose(table[table.step == 0]["start_value"], 0.0, atol=1e-12)
+    final = table[table.step == 400]["start_value"].mean()
+    assert final > 0.9 * table["optimal_return"].iloc[0], final  # optimal: 0.99^3 = 0.970
+    pd.testing.assert_frame_equal(table, chain.run_cell(dict(cell)))  # seeded: the same learner twice
+
+
+def test_dual_weight_max_matches_a_dense_solve():
+    """max_s exp(alpha (V_peer - V_self)) over the sampled states, against values from np.linalg.solve."""
+    batch = _common.gridworlds(0, 2, size=6)
+    rng = np.random.default_rng(0)
+    pis = [np.exp(rng.standard_normal((2, batch.n_states, batch.n_actions))) for _ in range(2)]
+    pis = [p / p.sum(-1, keepdims=True) for p in pis]
+    for states in ("own", "peer"):
+        got = dual.max_dpd_weight(batch, pis[0], pis[1], 0.7, states)
+        for b in range(2):
+            P, R, mu0 = batch[b].to_dense()
+            V, d = [], []
+            for pi in (pis[0][b], pis[1][b]):
+                M = np.eye(len(R)) - np.einsum("sa,sat->st", pi, P)
+                V.append(np.linalg.solve(M, (pi * R).sum(1)))
+                d.append(np.linalg.solve(M.T, mu0))
+            visited = (d[0] if states == "own" else d[1]) > 0
+            np.testing.assert_allclose(got[b], np.exp(0.7 * (V[1] - V[0])[visited].max()), rtol=1e-8)
+
+
+@pytest.mark.parametrize("name", studies.names())
+def test_a_user_registered_rule_runs_in_every_study(name):
+    """Register a copy of a smoke cell's rule under a new name: the study gives the same table, because
+    studies and backends dispatch on a rule's components, never on its name."""
+    module = studies.get(name)
+    cell = next((c for c in module.cells(module.CONFIGS["smoke"]) if "rule" in c), None)
+    if cell is None:
+        pytest.skip(f"study {name!r} hard-codes its rule (no 'rule' in its cells)")
+    original = rules.get(cell["rule"])
+    base = rules.get(original.base)
+    user = f"user-copy-of-{base.name}"
+    if user not in rules.names():
+        rules.register(replace(base, name=user, doc="a user-registered copy (tests)"))
+    user_rule = user + (rules.PLUS_R_SUFFIX if original.name != base.name else "")
+    assert rules.get(user_rule).env_reward == original.env_reward
+    expected = module.run_cell(dict(cell))
+    got = module.run_cell(dict(cell, rule=user_rule))
+    pd.testing.assert_frame_equal(got, expected)
 
 
 def test_chain_cells_run_both_adversarial_values():
     cells = chain.cells(chain.CONFIGS["smoke"])
     adv = {(c["rule"], c["teacher_value"]) for c in cells if c["teacher"] == "adversarial"}
     assert {("teacher-v-reward", "own"), ("teacher-v-reward", "optimal"), ("td-teacher-v", "optimal")} <= adv
-    with pytest.raises(ValueError, match="valid: teacher"):
+    with pytest.raises(ValueError, match="valid rules: teacher"):
         chain.cells(chain.Config(rules=("dagger",)))
+    exact_cells = [c for c in cells if c["dynamics"] == "exact"]
+    assert len(exact_cells) == len(cells) // 2  # every sampled cell has its exact-dynamics twin
 
 
 def test_oscillation_cycles_for_on_policy_and_converges_for_n_distill():

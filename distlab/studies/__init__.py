@@ -7,8 +7,11 @@ A study module defines
   and ``"full"`` (the paper's scale, or the largest that fits ~30 min on 2 cores) to one;
 * ``cells(config) -> list[dict]``: the declarative grid; every cell is self-contained (it carries all
   the parameters ``run_cell`` needs, seeds included);
-* ``run_cell(cell) -> DataFrame``: a tidy table for one cell (top-level, picklable);
-* ``FIGURE``: the script under ``figures/`` that draws it.
+* ``run_cell(cell) -> DataFrame``: a tidy table for one cell (top-level, picklable).
+
+Which figure draws a study is written once, in ``figures._plot.FIGURES`` (study name -> figure
+module): the figures read the studies' results, never the other way round, so a study does not name
+its figure.
 
 :func:`run_study` runs one through the resumable runner and writes
 ``<out>/<scale>/<name>/results.parquet``.

@@ -58,3 +58,22 @@ def expected_cross_entropy(batch: mdps.MDPBatch, teacher: np.ndarray, student: n
     _, _, visits = exact.evaluate_batch(batch, under)
     Hx = -(teacher * np.log(np.maximum(student, 1e-300))).sum(axis=-1)
     return (visits * Hx).sum(axis=1)
+
+
+def log_record_steps(steps: int, points: int) -> np.ndarray:
+    """Step 0 and about ``points`` log-spaced steps from 1 to ``steps`` (integers, ``steps`` included).
+
+    The record grid of the studies whose figures have a logarithmic step axis: an exact evaluation per
+    record dominated the full control study at a record every 100 steps, and a log axis shows the early
+    steps, where curves move fastest, no better with 300 evenly spaced records than with 60 log-spaced ones.
+    """
+    if int(steps) != steps or steps < 1 or int(points) != points or points < 1:
+        raise ValueError(f"steps and points must be positive integers; got {steps!r}, {points!r}")
+    grid = np.round(np.geomspace(1, steps, points)).astype(np.int64)
+    return np.unique(np.concatenate([[0], grid, [steps]]))
+
+
+def has_score_term(rule) -> bool:
+    """Whether ``rule`` (a :class:`distlab.rules.Rule`) weights a score-function term, the only term a
+    baseline acts on: a reward of its own, a TD score, or the environment reward ("+R")."""
+    return rule.reward != "none" or rule.score != "return" or rule.env_reward

@@ -19,7 +19,6 @@ import pandas as pd
 from distlab import teachers
 from distlab.studies import _common
 
-FIGURE = "fig_exploration"
 # (exploration, epsilon, temperature): the settings compared
 STRATEGIES = (("none", 0.0, 1.0), ("greedy", 0.0, 1.0), ("epsilon-greedy", 0.1, 1.0), ("epsilon-greedy", 0.3, 1.0),
               ("boltzmann", 0.0, 0.3), ("boltzmann", 0.0, 3.0))
@@ -35,6 +34,7 @@ class Config:
     lr: float = 0.01
     teacher_temperature: float = 0.1
     strategies: tuple = STRATEGIES
+    rule: str = "on-policy"
 
 
 CONFIGS = {
@@ -48,7 +48,7 @@ def cells(config: Config) -> list[dict]:
     return [
         dict(first=first, count=count, size=config.size, steps=config.steps, record_every=config.record_every,
              lr=config.lr, teacher_temperature=config.teacher_temperature, exploration=kind,
-             epsilon=float(eps), temperature=float(temp))
+             epsilon=float(eps), temperature=float(temp), rule=config.rule)
         for kind, eps, temp in config.strategies
         for first, count in _common.chunks(config.n_mdps, config.chunk)
     ]
@@ -61,7 +61,7 @@ def run_cell(cell: dict) -> pd.DataFrame:
     batch = _common.gridworlds(first, count, size=cell["size"])
     pi = teachers.softmax_policy(_common.q_learning_teachers(batch, first), cell["teacher_temperature"])
     curves = train_sampled(
-        batch, "on-policy", pi, steps=cell["steps"], lr=cell["lr"], record_every=cell["record_every"],
+        batch, cell["rule"], pi, steps=cell["steps"], lr=cell["lr"], record_every=cell["record_every"],
         exploration=cell["exploration"], epsilon=cell["epsilon"] if cell["exploration"] == "epsilon-greedy" else 0.1,
         temperature=cell["temperature"], seed=_common.STUDENT_SEED + first,
     )

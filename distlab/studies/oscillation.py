@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-FIGURE = "fig2_oscillation"
 RULES = ("on-policy+r", "n-distill+r")
 
 
