@@ -163,7 +163,8 @@ def register(app: typer.Typer) -> None:
         from deep.config import ConfigError, TrainConfig, with_overrides
         from deep.methods import check_stackable, resolve
         from deep.seeds import parse_seeds
-        from deep.train import run_cell, run_seeds_cell
+        from deep.seeds import run_seeds_cell
+        from deep.train import run_cell
         from distlab.runner import run_grid
 
         try:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deep.checkpoint import load_checkpoint, save_checkpoint
+from deep.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from deep.config import ConfigError, TrainConfig
 from deep.election import TeacherElection
 from deep.envs import env_dims, evaluate_policies, make_env, to_env_action
@@ -44,7 +44,7 @@ from deep.rng import SeedGenerators
 from deep.sac import SACLearner
 from deep.state import CHECKPOINT_FORMAT, check_same_run, device_of, restore_generator
 
-__all__ = ["parse_seeds", "seed_run_dir", "SeedRun", "Stack", "new_stack", "run_state_dict", "load_stack", "train_seeds"]
+__all__ = ["parse_seeds", "seed_run_dir", "SeedRun", "Stack", "new_stack", "run_state_dict", "load_stack", "train_seeds", "run_seeds_cell"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -389,3 +389,21 @@ def train_seeds(cfg: TrainConfig, seeds: list[int], *, resume: bool = False, ove
     for run in stack.runs:
         write_tables(run)
     return {run.cfg.seed: tables(run) for run in stack.runs}
+
+
+def run_seeds_cell(cell: dict) -> pd.DataFrame:
+    """A sweep cell -> its eval table, for sweeps whose cells may hold ``seeds`` (a list: the stacked runs of
+    ``deep.seeds``, writing ``out/seed_N``; resumed if every seed has a checkpoint, else started afresh)
+    or a single ``seed`` (:func:`run_cell`). The stacked table has one ``seed`` column like separate cells."""
+    from deep.config import with_overrides
+    from deep.train import run_cell
+
+    if "seeds" not in cell:
+        return run_cell(cell)
+
+    settings = {key: value for key, value in cell.items() if key != "seeds"}
+    cfg = with_overrides(TrainConfig(progress=False), **settings)
+    resume = all((seed_run_dir(cfg.out, seed) / CHECKPOINT_NAME).exists() for seed in cell["seeds"])
+    results = train_seeds(cfg, list(cell["seeds"]), resume=resume, overwrite=not resume)
+    table = pd.concat([results[seed]["eval"] for seed in cell["seeds"]], ignore_index=True)
+    return table.drop(columns=[c for c in cell if c in table.columns])

@@ -38,7 +38,7 @@ from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, method_of, plan_of, resolv
 from deep.state import RunState, check_same_run, load_state, new_state, state_dict
 from deep.teacher_file import deterministic_returns, load_teacher
 
-__all__ = ["train", "run_cell", "run_seeds_cell", "append_eval_rows", "TrainingDiverged", "RunDirError", "WARMUP_ACTOR", "TEACHER_ACTOR", "default_run_dir",
+__all__ = ["train", "run_cell", "append_eval_rows", "TrainingDiverged", "RunDirError", "WARMUP_ACTOR", "TEACHER_ACTOR", "default_run_dir",
            "prepare_run_dir", "RUN_FILES"]
 
 RUN_FILES = (CHECKPOINT_NAME, "eval.parquet", "episodes.parquet", "phases.parquet")
@@ -311,20 +311,3 @@ def run_cell(cell: dict) -> pd.DataFrame:
     resume = cfg.out is not None and (Path(cfg.out) / CHECKPOINT_NAME).exists()
     table = train(cfg, resume=resume, overwrite=not resume and cfg.out is not None)["eval"]
     return table.drop(columns=[c for c in cell if c in table.columns])  # the runner adds the cell's own columns
-
-
-def run_seeds_cell(cell: dict) -> pd.DataFrame:
-    """A sweep cell -> its eval table, for sweeps whose cells may hold ``seeds`` (a list: the stacked runs of
-    ``deep.seeds``, writing ``out/seed_N``; resumed if every seed has a checkpoint, else started afresh)
-    or a single ``seed`` (:func:`run_cell`). The stacked table has one ``seed`` column like separate cells."""
-    if "seeds" not in cell:
-        return run_cell(cell)
-    from deep.config import with_overrides
-    from deep.seeds import seed_run_dir, train_seeds
-
-    settings = {key: value for key, value in cell.items() if key != "seeds"}
-    cfg = with_overrides(TrainConfig(progress=False), **settings)
-    resume = all((seed_run_dir(cfg.out, seed) / CHECKPOINT_NAME).exists() for seed in cell["seeds"])
-    results = train_seeds(cfg, list(cell["seeds"]), resume=resume, overwrite=not resume)
-    table = pd.concat([results[seed]["eval"] for seed in cell["seeds"]], ignore_index=True)
-    return table.drop(columns=[c for c in cell if c in table.columns])

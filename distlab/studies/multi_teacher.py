@@ -27,7 +27,6 @@ import pandas as pd
 from distlab import bandits, teachers
 from distlab.studies import _common
 
-FIGURE = "fig_multi_teacher"
 BANDITS = bandits.STRATEGIES
 THOMPSON_PRIOR_MEAN = 0.5  # the middle of the [0, 1] reward range
 

@@ -33,8 +33,6 @@ import pandas as pd
 from distlab import exact, rules, teachers
 from distlab.studies import _common
 
-FIGURE = "fig5_noisy_teacher"
-
 RULES = ("teacher", "on-policy", "n-distill", "on-policy+r", "n-distill+r", "value-gated+r", "td-teacher-v", "td-v0", "rl")
 VALUE_ESTIMATES = ("mc", "mc-min-visits", "exact")
 # The Monte Carlo streams: their own offset, apart from the teachers', the students' and the flips'.
