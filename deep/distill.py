@@ -38,8 +38,11 @@ alpha_x log pi_x(a|s), a ~ pi_x(s)``, one sample):
   train on their average, B = (V_t(s') + V_k(s')) / 2 (the sum up to a factor 2).
 * env_reward ("+R"): c_env = 1.
 * gate w(s) multiplying the loss: ``"value"`` 1[V_t(s) > V_k(s)] (Prop. 2); ``"dpd"`` with xi = V_t(s) -
-  V_k(s): 1[xi > 0] (DPD Eq. 9) or exp(alpha xi) clipped at ``dpd_clip`` and divided by its batch mean
-  (Eq. 11 with the batch normalisation of the public DPD code).
+  V_k(s): 1[xi > 0] (DPD Eq. 9) or exp(alpha xi) clipped above at ``dpd_clip`` and divided by its batch
+  mean. The paper's Eq. 11 weights by exp(alpha xi) alone (no clipping, no normalisation); the public DPD
+  code (dpd_ddpg/ddpg.py) clips exp(alpha (Q_peer - Q_self)) to [0.01, 100] and divides by the batch
+  *sum*; distlab clips above only and divides by the batch mean (the sum times the batch size, so the
+  loss keeps the scale of an unweighted mean).
 
 The student's actor loss is ``[rl] (alpha log pi_k(a~|s) - min_j Q_k,j(s, a~)) + w(s) l(s)`` where
 [rl] = 1 when the critic carries a return (c_env = 1 or rhat != 0); otherwise the rule is pure imitation

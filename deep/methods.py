@@ -145,7 +145,7 @@ def extra_sac_phase(run, plan) -> None:
     _log_phase(run, "extra", -1, n)
 
 
-def _elect(run, kind: str):
+def _elect(run):
     """(teacher member, R_k) for a phase, or None (logged as skipped) while ``best`` has no evidence.
 
     ``best`` ranks the members by R_k; a member without a training episode since warm-up gives no evidence
@@ -161,7 +161,7 @@ def _elect(run, kind: str):
 
 def hardcopy_phase(run, plan) -> None:
     """PIEKD (hardcopy), Sec. 5.3: copy the elected teacher's networks, temperature and Adam moments."""
-    elected = _elect(run, "hardcopy")
+    elected = _elect(run)
     if elected is None:
         return
     teacher, performance = elected
@@ -177,7 +177,7 @@ def distill_phase_of_run(run, plan) -> None:
         teacher_id, source, students, performance = TEACHER_ACTOR, run.frozen.ensemble, list(range(cfg.k)), None
         teacher_of = [0] * cfg.k
     else:
-        elected = _elect(run, "distill")
+        elected = _elect(run)
         if elected is None:
             return
         teacher_id, performance = elected

@@ -61,12 +61,13 @@ def default_run_dir(cfg: TrainConfig, root: str | Path = "results/deep") -> Path
     return Path(root) / f"{cfg.env}_{cfg.method}{rule}_s{cfg.seed}"
 
 
-def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse what would lose or confuse data, before anything is written (RunDirError).
+def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> list[Path]:
+    """Refuse what would lose or confuse data (RunDirError); return the files to delete once every other check
+    has passed (nothing is touched here).
 
     Fresh run: ``out`` must not hold a run (its checkpoint or tables) unless ``overwrite``, which then
-    deletes them. Resume: ``out`` must hold a checkpoint. A stale ``checkpoint.pt.tmp`` (a kill during a
-    write) is removed in both cases: it is never read and the next write would overwrite it anyway.
+    deletes them. Resume: ``out`` must hold a checkpoint. Temporary files a kill left behind during a write
+    (``checkpoint.pt.tmp``, the tables' ``.NAME.XXXX.tmp``) are deleted in both cases: they are never read.
     """
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out, --overwrite replaces it: give one of them")
@@ -78,15 +79,12 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
             raise RunDirError(f"cannot resume: {out} has no {CHECKPOINT_NAME}"
                               + (f" (it holds {', '.join(existing)}: a run killed before its first checkpoint; "
                                  "start it again with --overwrite)" if existing else " (empty or not a run directory)"))
-    elif existing:
-        if not overwrite:
-            raise RunDirError(f"{out} already holds a run ({', '.join(existing)}); continue it with --resume, "
-                              "replace it with --overwrite, or choose another --out")
-        for name in existing:
-            (out / name).unlink()
-    stale = temporary_path(out / CHECKPOINT_NAME)
-    if stale.exists():
-        stale.unlink()
+    elif existing and not overwrite:
+        raise RunDirError(f"{out} already holds a run ({', '.join(existing)}); continue it with --resume, "
+                          "replace it with --overwrite, or choose another --out")
+    doomed = [out / name for name in existing] if not resume else []
+    doomed += [temporary_path(out / CHECKPOINT_NAME)] + [p for name in RUN_FILES[1:] for p in out.glob(f".{name}.*.tmp")]
+    return [p for p in doomed if p.exists()]
 
 
 # ---------------------------------------------------------------------------------------- small helpers of the loop
@@ -201,11 +199,11 @@ def start(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
     cfg = resolve(cfg)
     if resume and cfg.out is None:
         raise ConfigError("--resume needs --out (the run directory holding checkpoint.pt)")
-    saved = None
+    saved, doomed = None, []
     if cfg.out is not None:
         out = Path(cfg.out)
+        doomed = prepare_run_dir(out, resume=resume, overwrite=overwrite)
         if resume:
-            prepare_run_dir(out, resume=True, overwrite=overwrite)  # refuses before the checkpoint is read
             saved = load_checkpoint(out, "cpu")
             check_same_run(resolve(TrainConfig.from_dict(saved["config"])), cfg, f"{out}")
             if saved["step"] > cfg.steps:
@@ -215,10 +213,10 @@ def start(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
     if frozen is not None and (frozen.obs_dim, frozen.act_dim) != (run.obs_dim, run.act_dim):
         raise ConfigError(f"teacher {cfg.teacher} was trained with (obs, act) sizes {(frozen.obs_dim, frozen.act_dim)}; "
                           f"{cfg.env} has {(run.obs_dim, run.act_dim)}")
-    if cfg.out is not None and not resume:
-        prepare_run_dir(Path(cfg.out), resume=False, overwrite=overwrite)
     if saved is not None:
         load_state(run, saved)
+    for path in doomed:  # every check passed: now (and only now) the directory changes
+        path.unlink()
     return run, plan_of(cfg)
 
 

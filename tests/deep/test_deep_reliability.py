@@ -112,6 +112,7 @@ def test_a_damaged_checkpoint_gives_one_clear_error_naming_the_file(damage, fini
     path = run / "checkpoint.pt"
     data = path.read_bytes()
     path.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "garbage": b"not a checkpoint at all" * 50}[damage])
+    (run / "checkpoint.pt.tmp").write_bytes(b"stale")  # not even this is removed by a refused run
     before = _snapshot(run)
     result = _invoke("--steps", 600, "--out", run, "--resume")
     _one_clear_error(result, str(path))
@@ -122,9 +123,10 @@ def test_a_damaged_checkpoint_gives_one_clear_error_naming_the_file(damage, fini
 def test_a_stray_temporary_file_from_a_killed_write_is_harmless(finished_run, tmp_path):
     run = _copy(finished_run, tmp_path / "run")
     (run / "checkpoint.pt.tmp").write_bytes(b"half a checkpoint")  # a kill during a write leaves this
+    (run / ".eval.parquet.x1y2.tmp").write_bytes(b"half a table")  # (distlab.io's temporary name)
     result = _invoke("--steps", 600, "--eval-every", 200, "--out", run, "--resume")
     assert result.exit_code == 0, result.output
-    assert not (run / "checkpoint.pt.tmp").exists() and load_checkpoint(run)["step"] == 600
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp")) and load_checkpoint(run)["step"] == 600
 
 
 def test_atomic_save_keeps_the_previous_file_when_the_write_fails(tmp_path, monkeypatch):
