@@ -18,13 +18,15 @@ reimplemented with numpy/scipy because rliable's dependency ``arch`` does not im
 
 The normalised score of a run is its final return divided by its teacher's return (1 = the teacher;
 a rule above 1 on the imperfect teacher improved on it). ``summary`` returns the numbers behind the
-figure, also written as ``mujoco_rules_summary.csv``; no computation beyond aggregation.
+figure (``python figures/fig_mujoco_rules.py --summary RESULTS.parquet`` prints them as markdown); no
+computation beyond aggregation.
 """
 
 from __future__ import annotations
 
+import sys
+
 if __package__ in (None, ""):
-    import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,7 +40,7 @@ from scipy import stats  # noqa: E402
 from figures import _plot  # noqa: E402
 from figures._plot import plt  # noqa: E402
 
-__all__ = ["iqm", "stratified_bootstrap_statistics", "stratified_bootstrap_ci", "final_scores", "summary", "speed", "plot", "main", "STEM"]
+__all__ = ["iqm", "stratified_bootstrap_statistics", "stratified_bootstrap_ci", "final_scores", "summary", "summary_markdown", "speed", "plot", "main", "STEM"]
 
 STEM = "mujoco_rules"
 STRATUM = ("env", "teacher")
@@ -184,13 +186,22 @@ def plot(table: pd.DataFrame, scale: str = ""):
     return fig
 
 
+def summary_markdown(table: pd.DataFrame) -> str:
+    """:func:`summary` as a markdown table (the numbers quoted in REPRODUCTION.md)."""
+    summ = summary(table)
+    cols = list(summ.columns)
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) and abs(v) < 10 else (f"{v:,.0f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(row[c]) for c in cols) + " |" for _, row in summ.iterrows()]
+    return "\n".join(lines)
+
+
 def main(results, out) -> list:
-    table = _plot.read(results)
-    paths = _plot.save(plot(table, _scale_of(results)), out, STEM)
-    csv = Path(out) / f"{STEM}_summary.csv"
-    summary(table).to_csv(csv, index=False, float_format="%.4g")
-    return paths + [csv]
+    return _plot.save(plot(_plot.read(results), _scale_of(results)), out, STEM)
 
 
 if __name__ == "__main__":
-    _plot.cli("mujoco-rules")
+    if "--summary" in sys.argv:  # python figures/fig_mujoco_rules.py --summary RESULTS.parquet
+        print(summary_markdown(_plot.read(sys.argv[-1])))
+    else:
+        _plot.cli("mujoco-rules")
