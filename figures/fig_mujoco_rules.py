@@ -146,8 +146,8 @@ def plot(table: pd.DataFrame, scale: str = ""):
     """The figure described in the module docstring."""
     panels = table[list(STRATUM)].drop_duplicates().sort_values(list(STRATUM), ascending=[True, True]).to_numpy().tolist()
     rules = list(dict.fromkeys(table["rule"]))
-    palette = [plt.cm.tab10(i) for i in range(10)] + [plt.cm.Dark2(i) for i in range(8)]
-    colors = {rule: ("0.35" if rule == "rl" else palette[i % len(palette)]) for i, rule in enumerate(rules)}
+    palette = [plt.cm.tab10(i) for i in range(10) if i != 7] + [plt.cm.Dark2(i) for i in range(8)]  # tab10's 7 is grey
+    colors = {rule: ("k" if rule == "rl" else palette[i % len(palette)]) for i, rule in enumerate(rules)}
     n = len(panels)
     fig = plt.figure(figsize=(4.2 * n + 4.6, 7.4))
     grid = fig.add_gridspec(2, n + 1, width_ratios=[1] * n + [1.1], hspace=0.3, wspace=0.35)
@@ -159,8 +159,9 @@ def plot(table: pd.DataFrame, scale: str = ""):
             g = cell[cell["rule"] == rule]
             if g.empty:
                 continue
-            _plot.plot_band(top, g, "env_steps", "mean_return", label=rule, color=colors[rule], unit="run")
-            _plot.plot_band(bottom, g, "env_steps", "kl_student_states", label=rule, color=colors[rule], unit="run")
+            style = ":" if rule == "rl" else "-"  # SAC without a teacher
+            _plot.plot_band(top, g, "env_steps", "mean_return", label=rule, color=colors[rule], unit="run", linestyle=style)
+            _plot.plot_band(bottom, g, "env_steps", "kl_student_states", label=rule, color=colors[rule], unit="run", linestyle=style)
         top.axhline(cell["teacher_return"].mean(), color="k", ls="--", lw=1.2, label="teacher's return")
         top.set_title(f"{env}, {teacher} teacher", fontsize=10)
         top.set_ylabel("deterministic return")
