@@ -90,12 +90,12 @@ CONFIGS = {
     "full": Config(),
 }
 
-# The pilot that fitted this session's shared 2-core machine (REPRODUCTION.md, "MuJoCo"): run with
-# ``run_study("mujoco-rules", config=PILOT, ...)`` into its own results folder.
+# The pilot that fitted this session's shared 2-core machine (REPRODUCTION.md, "MuJoCo"; 75 min wall):
+# run with ``distlab.runner.run_grid("mujoco-rules", cells(PILOT), run_cell, "results/pilot", ...)``.
 PILOT = Config(envs=("HalfCheetah-v5",), teachers=QUALITIES,
                rules=("teacher", "on-policy", "rl", "value-gated+r", "td-teacher-v", "n-distill+r", "on-policy+r",
                       "teacher-v-reward"),
-               seeds=(0,), steps=5_000, record_every=1_250, eval_episodes=10)
+               seeds=(0, 1), steps=5_000, record_every=1_250, eval_episodes=10)
 
 
 def cells(config: Config) -> list[dict]:
