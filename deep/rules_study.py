@@ -2,7 +2,7 @@
 
 Czarnecki et al. (2019) compare the distillation rules of their Table 1 on tabular MDPs; this study asks
 the same questions on HalfCheetah-v5 and Hopper-v5. A fresh student (one SAC member, K = 1) learns from
-a frozen teacher shipped in ``deep/teachers/`` (a *good* one and an *imperfect* one, an early checkpoint
+a frozen teacher shipped in ``deep/teachers/`` (a *good* one and an *imperfect* one, an earlier checkpoint
 of the same SAC run) with each rule of :data:`RULES`, through the every-step schedule of ``deep.methods``
 (``rule_update``: the rule's critic/actor update replaces SAC's at every env step; the teacher acts for
 the teacher-controlled rule ``teacher``, the student for every other rule; the component mapping is in
