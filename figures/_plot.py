@@ -28,6 +28,7 @@ FIGURES = {
     "multi-teacher": "figures.fig_multi_teacher",
     "dual": "figures.fig_dual",
     "exploration": "figures.fig_exploration",
+    "mujoco-rules": "figures.fig_mujoco_rules",
 }
 
 CONFIDENCE = 0.95

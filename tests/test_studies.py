@@ -39,7 +39,8 @@ def smoke_tables():
 
 
 def test_registry_names_and_errors():
-    assert studies.names() == ["oscillation", "control", "actions", "noisy-teacher", "chain", "multi-teacher", "dual", "exploration"]
+    assert studies.names() == ["oscillation", "control", "actions", "noisy-teacher", "chain", "multi-teacher", "dual", "exploration",
+                               "mujoco-rules"]
     with pytest.raises(ValueError, match="valid studies: oscillation, control"):
         studies.get("controll")
     with pytest.raises(ValueError, match="scale"):

@@ -37,6 +37,7 @@ STUDIES = {
     "multi-teacher": "distlab.studies.multi_teacher",
     "dual": "distlab.studies.dual",
     "exploration": "distlab.studies.exploration",
+    "mujoco-rules": "deep.rules_study",
 }
 SCALES = ("smoke", "quick", "full")
 
