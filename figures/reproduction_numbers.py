@@ -3,10 +3,12 @@
     python figures/reproduction_numbers.py [RESULTS_ROOT]     # default: results; uses full results, else quick
 
 Prints markdown tables: Fig. 3 steps (and sampled transitions) to recover the teacher's return per
-control policy and step unit, Fig. 4 final returns per |A| and estimator, Fig. 5 returns at 25 % noise,
-Fig. 6 final returns on the corridor (sampled and exact dynamics), and the seed-003 / DPD studies' final
-numbers. Means over MDPs (or seeds) with 95 % bootstrap intervals. Crossing points of a mean curve are
-interpolated linearly between records (the records sit on a log-spaced grid).
+control policy and step unit, area ratios and the final KL under each trajectory distribution; Fig. 4
+final returns per |A| and estimator, with the mean episode length; Fig. 5 returns at 25 % noise; Fig. 6
+final returns on the corridor (sampled and exact dynamics); and the seed-003 / DPD studies' final
+numbers (exploration: KL and steps to recover the teacher; multi-teacher: the share of rounds 101-150
+on a noise-free teacher). Means over MDPs (or seeds) with 95 % bootstrap intervals. Crossing points of
+a mean curve are interpolated linearly between records (the records sit on a log-spaced grid).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ def _table(root: Path, name: str) -> tuple[pd.DataFrame | None, str]:
     return None, ""
 
 
-def _ci(values) -> str:
+def _ci(values, digits: int = 2) -> str:
     m, lo, hi = _plot.mean_and_ci(np.asarray(values, dtype=float))
-    return f"{m[0]:.2f} [{lo[0]:.2f}, {hi[0]:.2f}]"
+    return f"{m[0]:.{digits}f} [{lo[0]:.{digits}f}, {hi[0]:.{digits}f}]"
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -120,16 +122,32 @@ def control_numbers(t: pd.DataFrame) -> str:
                     r[f"{ref}/student {metric}"] = f"{a.loc[(temp, ref), metric] / a.loc[(temp, 'student'), metric]:.2f}"
             ratios.append(r)
         parts.append(f"### step unit: {unit}{per_step}\n\n" + _markdown(pd.DataFrame(rows)) + mean_len
-                     + "\n\nRatios of MDP-mean areas under the curves over steps (Fig. 3 right):\n\n" + _markdown(pd.DataFrame(ratios)))
+                     + "\n\nRatios of MDP-mean areas under the curves over steps (Fig. 3 right):\n\n" + _markdown(pd.DataFrame(ratios))
+                     + f"\n\nKL(teacher || student) in nats per episode after the last step ({u['step'].max()}), MDP means:\n\n"
+                     + _markdown(final_kl(u)))
     return "\n\n".join(parts)
 
 
-def final_rows(t: pd.DataFrame, by: list[str], value: str = "start_value", unit: str = "mdp", x: str = "step") -> pd.DataFrame:
+def final_kl(u: pd.DataFrame) -> pd.DataFrame:
+    """Per temperature and control: the MDP-mean KL under the teacher's, the student's and uniform
+    trajectories at the last step, and how many times lower uniform control's KL under uniform
+    trajectories is than each other control's."""
+    last = u[u["step"] == u["step"].max()]
+    kl = last.groupby(["temperature", "control"])[["kl_teacher", "kl_student", "kl_uniform"]].mean()
+    rows = []
+    for (temp, control), r in kl.iterrows():
+        rows.append(dict(temperature=temp, control=control, **{c: f"{r[c]:.3f}" for c in kl.columns},
+                         **{"kl_uniform / uniform control's": f"{r['kl_uniform'] / kl.loc[(temp, 'uniform'), 'kl_uniform']:.1f}"}))
+    return pd.DataFrame(rows)
+
+
+def final_rows(t: pd.DataFrame, by: list[str], value: str = "start_value", unit: str = "mdp", x: str = "step",
+               digits: int = 2) -> pd.DataFrame:
     last = t[t[x] == t[x].max()]
     rows = []
     for key, g in last.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), f"final {value} (mean [95% CI])": _ci(g.groupby(unit)[value].mean()), "n": g[unit].nunique()})
+        rows.append({**dict(zip(by, key)), f"final {value} (mean [95% CI])": _ci(g.groupby(unit)[value].mean(), digits), "n": g[unit].nunique()})
     return pd.DataFrame(rows)
 
 
@@ -142,6 +160,10 @@ def actions_numbers(t: pd.DataFrame) -> str:
     for dynamics, d in t.groupby("dynamics", sort=False):
         f = final_rows(d, ["n_actions", "rule", "estimator"])
         f["teacher"] = [f"{d[d.n_actions == a]['teacher_return'].mean():.2f}" for a in f["n_actions"]]
+        if dynamics == "sampled" and "transitions" in d:  # mean episode length over training (the step is one episode)
+            last = d[d["step"] == d["step"].max()]
+            per_episode = last.groupby(["n_actions", "rule", "estimator"])["transitions"].mean() / d["step"].max()
+            f["transitions per episode"] = [f"{per_episode[tuple(k)]:.1f}" for k in f[["n_actions", "rule", "estimator"]].itertuples(index=False)]
         parts.append(f"{dynamics} ({d['step'].max()} steps):\n\n{_markdown(f)}")
     exact = t[t["dynamics"] == "exact"]
     if len(exact):
@@ -185,6 +207,10 @@ def main(root: str = "results") -> None:
         f = final_rows(t, ["bandit"], value="cumulative_regret", x="round")
         f2 = final_rows(t, ["bandit"], value="student_return", x="round")
         f["final student_return"] = f2.iloc[:, 1].to_numpy()
+        last_third = t[t["round"] > t["round"].max() * 2 // 3]  # rounds 101-150 of 150
+        share = last_third.assign(expert=(last_third["arm_noise"] == 0).astype(float)).groupby(["bandit", "mdp"])["expert"].mean().groupby("bandit").mean()
+        f[f"share of rounds {last_third['round'].min()}-{t['round'].max()} on a noise-free teacher"] = [f"{share[b]:.2f}" for b in f["bandit"]]
+        f["best teacher"] = f"{t.groupby('mdp')['best_teacher_return'].first().mean():.2f}"
         print(f"## multi-teacher ({scale}: {t['mdp'].nunique()} MDPs, {t['round'].max()} rounds)\n\n{_markdown(f)}\n")
     t, scale = _table(root, "dual")
     if t is not None:
@@ -200,7 +226,18 @@ def main(root: str = "results") -> None:
         print(f"## dual ({scale}: {t['mdp'].nunique()} MDPs, {t['env_steps'].max()} episodes of all learners)\n\n{_markdown(f)}\n")
     t, scale = _table(root, "exploration")
     if t is not None:
-        f = final_rows(t, ["exploration", "epsilon", "temperature"])
+        by = ["exploration", "epsilon", "temperature"]
+        f = final_rows(t, by)
+        kl = final_rows(t, by, value="kl_student", digits=3)
+        f["final kl_student"] = kl.iloc[:, len(by)].to_numpy()
+        teacher = t.groupby("mdp")["teacher_return"].first().mean()
+        f["teacher"] = f"{teacher:.2f}"
+        for frac in FRACTIONS:
+            hits = []
+            for _, g in t.groupby(by, sort=False):
+                mean = g.groupby("step")["start_value"].mean()
+                hits.append(_fmt(first_crossing(mean.index.to_numpy(dtype=float), mean.to_numpy(), frac * teacher)))
+            f[f"steps to {frac:.0%} of the teacher"] = hits
         print(f"## exploration ({scale}: {t['mdp'].nunique()} MDPs, {t['step'].max()} steps)\n\n{_markdown(f)}\n")
 
 
