@@ -35,6 +35,21 @@ CONFIDENCE = 0.95
 RESAMPLES = 1000
 
 
+def read_config(path: str | Path) -> dict:
+    """The study config a results table was written with (the ``"distlab"`` schema metadata that
+    ``distlab.io.write_parquet`` stores; read here with pyarrow, since figures import nothing of distlab);
+    ``{}`` when the file or the key is missing."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    if not Path(path).exists():
+        return {}
+    meta = pq.read_schema(path).metadata or {}
+    config = json.loads(meta.get(b"distlab", b"{}")).get("config", {})
+    return config if isinstance(config, dict) else {}
+
+
 def read(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():

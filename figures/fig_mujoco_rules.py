@@ -128,10 +128,7 @@ def summary(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def _scale_of(results) -> str:
-    from distlab.io import read_parquet_metadata
-
-    config = read_parquet_metadata(results).get("config", {}) if Path(results).exists() else {}
-    return str(config.get("scale", "")) if isinstance(config, dict) else ""
+    return str(_plot.read_config(results).get("scale", ""))
 
 
 def _title(table: pd.DataFrame, scale: str) -> str:
