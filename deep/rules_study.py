@@ -30,10 +30,11 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["RULES", "ENVS", "QUALITIES", "Config", "CONFIGS", "PILOT", "cells", "run_cell", "shipped_teacher",
-           "TEACHERS_DIR", "FIGURE", "COLUMNS"]
+from distlab import rules
 
-FIGURE = "fig_mujoco_rules"
+__all__ = ["RULES", "ENVS", "QUALITIES", "Config", "CONFIGS", "PILOT", "cells", "run_cell", "shipped_teacher",
+           "TEACHERS_DIR", "COLUMNS", "check_rule"]
+
 
 # The rules of issue 9 (Table 1 of the taxonomy paper and Sec. 4), in the figure's order; ``rl`` last.
 RULES = ("teacher", "on-policy", "entropy-regularised", "n-distill", "expected-entropy", "on-policy+r",
@@ -113,13 +114,25 @@ def cells(config: Config) -> list[dict]:
     ]
 
 
+def check_rule(name: str) -> None:
+    """Any rule of the registry runs here (:data:`RULES` is only the default list; a user-registered rule
+    runs unchanged), except those the frozen-teacher schedule cannot express: DPD's gate needs a second
+    *learning* peer (``--method dpd``), and a component without a SAC mapping is refused by the backend."""
+    from deep.distill import check_rule_supported
+
+    rule = rules.get(name)  # ValueError naming the registered rules
+    if rule.gate == "dpd":
+        raise ValueError(f"rule {name!r} (DPD's disadvantage gate) needs two learning peers, not a frozen teacher: "
+                         f"run `distlab train --method dpd`; mujoco-rules runs e.g. {', '.join(RULES)}")
+    check_rule_supported(rule)
+
+
 def train_config(cell: dict):
     """The ``deep`` training config of one cell: K = 1 student of ``--method piekd`` with a frozen teacher and
     ``--rule`` (the every-step schedule), no checkpoints (cells are the unit of resumption)."""
     from deep.config import TrainConfig, with_overrides
 
-    if cell["rule"] not in RULES:
-        raise ValueError(f"unknown rule {cell['rule']!r} for mujoco-rules; valid: {', '.join(RULES)}")
+    check_rule(cell["rule"])
     base = TrainConfig(env=cell["env"], method="piekd", k=1, rule=cell["rule"], seed=cell["seed"], steps=cell["steps"],
                        teacher=str(shipped_teacher(cell["env"], cell["teacher"])), schedule="every-step",
                        eval_every=cell["record_every"], eval_episodes=cell["eval_episodes"], out=None,

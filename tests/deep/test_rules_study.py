@@ -51,8 +51,10 @@ def test_bad_choices_name_the_valid_ones():
     with pytest.raises(ValueError, match="valid: good, imperfect"):
         rs.shipped_teacher("Hopper-v5", "mediocre")
     cell = rs.cells(rs.CONFIGS["smoke"])[0]
-    with pytest.raises(ValueError, match="unknown rule 'dpd'.*valid: teacher"):
+    with pytest.raises(ValueError, match="rule 'dpd'.*two learning peers"):
         rs.train_config(dict(cell, rule="dpd"))
+    with pytest.raises(ValueError, match="unknown rule 'dagger'; valid rules: teacher"):
+        rs.train_config(dict(cell, rule="dagger"))
 
 
 def test_cells_use_the_student_warmup_and_one_member():
