@@ -3,7 +3,6 @@ non-zero and leaves the directory exactly as it was; a finished run can be exten
 and stray temporary files give one clear line; only argument problems are usage errors."""
 
 import hashlib
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -18,12 +17,7 @@ TINY = ["--env", "Pendulum-v1", "--method", "sac", "--sac-width", "8", "--sac-ba
         "--no-progress", "--eval-episodes", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _invoke(*args):
@@ -160,22 +154,12 @@ def test_bad_settings_are_usage_errors_naming_the_option(args, needle, tmp_path)
     assert not (tmp_path / "run").exists()
 
 
-def test_errors_during_training_are_not_usage_errors(tmp_path, monkeypatch):
+def test_errors_during_training_are_not_usage_errors(tmp_path, monkeypatch, nan_reward_env):
     import deep.state
 
-    class NanReward:
-        def __init__(self, env):
-            self.env = env
-
-        def __getattr__(self, name):
-            return getattr(self.env, name)
-
-        def step(self, action):
-            obs, _, term, trunc, info = self.env.step(action)
-            return obs, math.nan, term, trunc, info
 
     make_env = deep.state.make_env
-    monkeypatch.setattr(deep.state, "make_env", lambda env_id: NanReward(make_env(env_id)))
+    monkeypatch.setattr(deep.state, "make_env", lambda env_id: nan_reward_env(make_env(env_id)))
     result = _invoke("--steps", 400, "--out", tmp_path / "run", "--checkpoint-every", 100)
     _one_clear_error(result, "critic", "loss became NaN", "last good checkpoint (step 200)")
 

@@ -25,12 +25,7 @@ TINY = {"sac.width": 16, "sac.batch_size": 16, "sac.warmup_steps": 200, "eval_ep
         "progress": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

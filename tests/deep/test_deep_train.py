@@ -1,6 +1,5 @@
 """End-to-end runs on CPU with tiny networks: every method and rule, resume, NaN stop, argument errors."""
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -130,22 +129,12 @@ def test_kill_and_resume_reaches_the_step_count_with_an_unbroken_log(tmp_path):
     assert tables["phases"].step.tolist() == [300, 600, 900, 1200]
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, nan_reward_env):
     import deep.state
 
-    class NanReward:  # an environment whose rewards turn NaN: the critic's loss follows
-        def __init__(self, env):
-            self.env = env
-
-        def __getattr__(self, name):
-            return getattr(self.env, name)
-
-        def step(self, action):
-            obs, _, term, trunc, info = self.env.step(action)
-            return obs, math.nan, term, trunc, info
 
     make_env = deep.state.make_env
-    monkeypatch.setattr(deep.state, "make_env", lambda env_id: NanReward(make_env(env_id)))
+    monkeypatch.setattr(deep.state, "make_env", lambda env_id: nan_reward_env(make_env(env_id)))
     cfg = tiny(env="Pendulum-v1", method="sac", steps=600, checkpoint_every=100, nan_check_every=50, out=str(tmp_path))
     # updates start at step 200 (end of warm-up); the check at 200 comes before that step's checkpoint
     with pytest.raises(TrainingDiverged, match=r"critic.* loss became NaN or inf before env step 200.*last good checkpoint \(step 100\)"):

@@ -27,12 +27,7 @@ TINY = {"sac.width": 16, "sac.batch_size": 16, "sac.warmup_steps": 100, "distill
 PHASE_KINDS = {"piekd-random-teacher": "distill", "piekd-hardcopy": "hardcopy", "ensemble-sac-extra": "extra", "piekd": "distill"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(out, **kw):
@@ -190,29 +185,16 @@ def test_cli_train_seeds_and_a_vectorised_sweep_equal_the_per_seed_sweep(tmp_pat
     np.testing.assert_allclose(tables["--vectorise-seeds"].mean_return, tables["--no-vectorise-seeds"].mean_return, rtol=1e-5)
 
 
-def test_a_diverging_run_stops_the_stack_and_keeps_every_last_good_checkpoint(tmp_path, monkeypatch):
-    import math
-
+def test_a_diverging_run_stops_the_stack_and_keeps_every_last_good_checkpoint(tmp_path, monkeypatch, nan_reward_env):
     import deep.seeds
     from deep.train import TrainingDiverged
-
-    class NanReward:  # the second run's environment: its rewards turn NaN, and so does the stacked critic loss
-        def __init__(self, env):
-            self.env = env
-
-        def __getattr__(self, name):
-            return getattr(self.env, name)
-
-        def step(self, action):
-            obs, _, term, trunc, info = self.env.step(action)
-            return obs, math.nan, term, trunc, info
 
     made = []
     make_env = deep.seeds.make_env
 
     def make(env_id):
         made.append(env_id)
-        return NanReward(make_env(env_id)) if len(made) == 2 else make_env(env_id)
+        return nan_reward_env(make_env(env_id)) if len(made) == 2 else make_env(env_id)
 
     monkeypatch.setattr(deep.seeds, "make_env", make)
     cfg = tiny(tmp_path, method="sac", steps=300, checkpoint_every=50, nan_check_every=25)
