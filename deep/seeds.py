@@ -42,7 +42,7 @@ from deep.networks import Ensemble, repeat_rows
 from deep.replay import StackedReplayBuffer
 from deep.rng import SeedGenerators
 from deep.sac import SACLearner
-from deep.state import CHECKPOINT_FORMAT, check_same_run, device_of, restore_generator
+from deep.state import CHECKPOINT_FORMAT, check_same_run, device_of, restore_progress
 
 __all__ = ["parse_seeds", "seed_run_dir", "SeedRun", "Stack", "new_stack", "run_state_dict", "load_stack", "train_seeds", "run_seeds_cell"]
 
@@ -203,12 +203,7 @@ def load_stack(stack: Stack, saved: list[dict]) -> None:
         run.election.load_state_dict(state["election"])
         run.np_rng.bit_generator.state = state["rng"]["numpy"]
         run.python_state, run.torch_state = state["rng"]["python"], state["rng"]["torch"]
-        restore_generator(run.gen, state["rng"]["device"], run.cfg.seed, state["step"])
-        run.step, run.episode = state["step"], state["episode"]
-        run.wall_time = float(state.get("wall_time", 0.0))
-        run.member_returns = state["member_returns"]
-        run.episode_log, run.eval_log, run.phase_log = state["episode_log"], state["eval_log"], state["phase_log"]
-        run.last_checkpoint_step = run.step
+        restore_progress(run, state)
     stack.step, stack.wall_time = steps.pop(), max(run.wall_time for run in stack.runs)
     stack.last_checkpoint_step = stack.step
 
@@ -246,14 +241,10 @@ def start_stack(cfg: TrainConfig, seeds: list[int], *, resume: bool, overwrite: 
 
 
 def _check_finite(stack: Stack) -> None:
-    from deep.train import TrainingDiverged
+    from deep.train import TrainingDiverged, nonfinite_losses
 
-    if not stack.finite:
-        return
-    names = list(stack.finite)
-    flags = torch.stack([stack.finite[n] for n in names]).cpu().numpy()
-    if not flags.all():
-        bad = [n for n, ok in zip(names, flags) if not ok]
+    bad = nonfinite_losses(stack.finite)
+    if bad:
         cfg = stack.cfg
         where = (f"the last good checkpoints (step {stack.last_checkpoint_step}) are kept in {cfg.out}/seed_N"
                  if stack.last_checkpoint_step is not None else "no checkpoint had been written yet")

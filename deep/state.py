@@ -27,7 +27,7 @@ from deep.networks import Ensemble
 from deep.replay import ReplayBuffer
 from deep.sac import SACLearner, make_adam
 
-__all__ = ["RunState", "new_state", "state_dict", "load_state", "restore_generator", "CHECKPOINT_FORMAT", "RESUMABLE_CHANGES", "device_of",
+__all__ = ["RunState", "new_state", "state_dict", "load_state", "restore_generator", "restore_progress", "CHECKPOINT_FORMAT", "RESUMABLE_CHANGES", "device_of",
            "check_same_run"]
 
 CHECKPOINT_FORMAT = 2
@@ -171,6 +171,12 @@ def load_state(run: RunState, state: dict) -> None:
     run.np_rng.bit_generator.state = state["rng"]["numpy"]
     random.setstate(state["rng"]["python"])
     torch.set_rng_state(state["rng"]["torch"])
+    restore_progress(run, state)
+
+
+def restore_progress(run, state: dict) -> None:
+    """A run's device generator, counters, recent returns and logs from its checkpoint ``state`` (shared by a
+    single run and each run of a stack)."""
     restore_generator(run.gen, state["rng"]["device"], run.cfg.seed, state["step"])
     run.step, run.episode = state["step"], state["episode"]
     run.wall_time = float(state.get("wall_time", 0.0))

@@ -89,14 +89,19 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------- small helpers of the loop
+def nonfinite_losses(finite: dict) -> list[str]:
+    """The names of the tracked losses that were ever NaN/inf (``finite``: name -> device bool; one host sync)."""
+    if not finite:
+        return []
+    names = list(finite)
+    flags = torch.stack([finite[n] for n in names]).cpu().numpy()
+    return [n for n, ok in zip(names, flags) if not ok]
+
+
 def check_finite(run: RunState) -> None:
     """TrainingDiverged naming the loss if any tracked loss was ever NaN/inf (one host sync per check)."""
-    if not run.finite:
-        return
-    names = list(run.finite)
-    flags = torch.stack([run.finite[n] for n in names]).cpu().numpy()
-    if not flags.all():
-        bad = [n for n, ok in zip(names, flags) if not ok]
+    bad = nonfinite_losses(run.finite)
+    if bad:
         cfg = run.cfg
         where = (f"the last good checkpoint (step {run.last_checkpoint_step}) is kept in {cfg.out}"
                  if run.last_checkpoint_step is not None else "no checkpoint had been written yet")
