@@ -32,8 +32,8 @@ import pandas as pd
 
 from distlab import rules
 
-__all__ = ["RULES", "ENVS", "QUALITIES", "Config", "CONFIGS", "PILOT", "cells", "run_cell", "shipped_teacher",
-           "TEACHERS_DIR", "COLUMNS", "check_rule"]
+__all__ = ["RULES", "ENVS", "QUALITIES", "Config", "CONFIGS", "cells", "run_cell", "shipped_teacher",
+           "TEACHERS_DIR", "COLUMNS", "check_rule", "per_env"]
 
 
 # The rules of issue 9 (Table 1 of the taxonomy paper and Sec. 4), in the figure's order; ``rl`` last.
@@ -62,18 +62,29 @@ def shipped_teacher(env: str, quality: str) -> Path:
 
 @dataclass(frozen=True)
 class Config:
-    """The scale of the study. ``steps`` env steps per cell, evaluated every ``record_every``."""
+    """The scale of the study. ``steps`` env steps per cell, evaluated every ``record_every``; each is one
+    number for every env or a tuple of ``(env, value)`` pairs (see :func:`per_env`)."""
 
     envs: tuple = tuple(ENVS)
     teachers: tuple = QUALITIES
     rules: tuple = RULES
     seeds: tuple = (0, 1, 2)
-    steps: int = 50_000
-    record_every: int = 2_500
+    steps: int | tuple = 50_000
+    record_every: int | tuple = 2_500
     eval_episodes: int = 10
     warmup_steps: int = 1_000
     width: int = 256
     batch_size: int = 256
+
+
+def per_env(value, env: str) -> int:
+    """``value`` for ``env``: the number itself, or the entry of a tuple of ``(env, value)`` pairs."""
+    if isinstance(value, int):
+        return value
+    table = dict(value)
+    if env not in table:
+        raise ValueError(f"no per-env value for {env!r}; given for: {', '.join(table)}")
+    return int(table[env])
 
 
 CONFIGS = {
@@ -83,34 +94,30 @@ CONFIGS = {
     # `distlab study mujoco-rules --quick`: one env, two rules, one seed, a few thousand steps
     "quick": Config(envs=("HalfCheetah-v5",), teachers=("good",), rules=("on-policy", "n-distill+r"), seeds=(0,),
                     steps=3_000, record_every=1_500, eval_episodes=10),
-    # issue 9's full study: both envs, both teachers, every rule, 3 seeds, 50k steps (the pilot's best rule,
-    # on-policy, was at 96 % of the good HalfCheetah teacher after 5k; SAC alone passes the imperfect
-    # teacher's ~1,100 by ~30k). Measured CPU costs (process time, 1 thread, HalfCheetah): 10-18 ms per
-    # update by rule (mean 14.9), 0.2 ms per env step, 0.8 s per 10-episode evaluation -> ~760 CPU-s per
-    # cell, 144 cells ~30 CPU-hours: ~15 h on 2 idle cores (--workers 2), ~2 h on 16.
-    "full": Config(),
+    # issue 9's full study, sized to one sitting on the 2-core machine (~1.7 h wall measured, REPRODUCTION.md):
+    # both envs, both teachers, every rule, 3 seeds. Budgets per env: HalfCheetah 6k env steps (the pilot's
+    # on-policy was at 96 % of the good teacher after 5k), Hopper 14k (on-policy was at 73 % of the good
+    # teacher after 10k in a one-seed trial). Minibatch 128 instead of SAC's 256: measured 0.58-0.63x the
+    # update's CPU time (HalfCheetah, one thread: value-gated+r 18.2 -> 10.5 ms, on-policy+r 13.7 -> 8.7 ms),
+    # the difference between one sitting and three; every rule, rl included, gets the same batch.
+    "full": Config(steps=(("HalfCheetah-v5", 6_000), ("Hopper-v5", 14_000)),
+                   record_every=(("HalfCheetah-v5", 1_000), ("Hopper-v5", 2_000)), batch_size=128),
 }
 
-# The pilot that fitted this session's shared 2-core machine (REPRODUCTION.md, "MuJoCo"; 75 min wall):
-# run with ``distlab.runner.run_grid("mujoco-rules", cells(PILOT), run_cell, "results/pilot", ...)``.
-PILOT = Config(envs=("HalfCheetah-v5",), teachers=QUALITIES,
-               rules=("teacher", "on-policy", "rl", "value-gated+r", "td-teacher-v", "n-distill+r", "on-policy+r",
-                      "teacher-v-reward"),
-               seeds=(0, 1), steps=5_000, record_every=1_250, eval_episodes=10)
-
-
 def cells(config: Config) -> list[dict]:
-    """One cell per env x teacher x rule x seed; each carries everything :func:`run_cell` needs."""
+    """One cell per env x teacher x rule x seed; each carries everything :func:`run_cell` needs.
+
+    Seed-major order: a run cut short still has every rule, env and teacher of its first seeds."""
     for env in config.envs:
         shipped_teacher(env, config.teachers[0])  # fail before the run, naming the missing file
     return [
-        dict(env=env, teacher=quality, rule=rule, seed=int(seed), steps=config.steps, record_every=config.record_every,
-             eval_episodes=config.eval_episodes, warmup_steps=config.warmup_steps, width=config.width,
-             batch_size=config.batch_size)
-        for env in config.envs
-        for rule in config.rules  # rule-major: a run cut short still has both teachers of its first rules
-        for quality in config.teachers
+        dict(env=env, teacher=quality, rule=rule, seed=int(seed), steps=per_env(config.steps, env),
+             record_every=per_env(config.record_every, env), eval_episodes=config.eval_episodes,
+             warmup_steps=config.warmup_steps, width=config.width, batch_size=config.batch_size)
         for seed in config.seeds
+        for env in config.envs
+        for rule in config.rules
+        for quality in config.teachers
     ]
 
 

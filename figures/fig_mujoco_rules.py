@@ -133,9 +133,10 @@ def _scale_of(results) -> str:
 
 def _title(table: pd.DataFrame, scale: str) -> str:
     seeds = table["seed"].nunique()
-    steps = int(table["env_steps"].max())
-    what = {"pilot": " PILOT (reduced scale)", "quick": " quick run", "smoke": " smoke run"}.get(scale, f" {scale}" if scale else "")
-    return (f"mujoco-rules{what}: SAC student (K = 1) distilling a frozen teacher; {seeds} seed(s), {steps:,} env steps\n"
+    budgets = table.groupby("env")["env_steps"].max()  # the budget may differ per env
+    steps = " / ".join(f"{int(v):,} ({env.split('-')[0]})" for env, v in budgets.items())
+    what = {"quick": " quick run", "smoke": " smoke run"}.get(scale, f" {scale}" if scale else "")
+    return (f"mujoco-rules{what}: SAC student (K = 1) distilling a frozen teacher; {seeds} seed(s), {steps} env steps\n"
             "bands: 95 % bootstrap over seeds; right: IQM, 95 % stratified bootstrap (rliable's method)")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from deep import rules_study as rs
@@ -210,3 +211,40 @@ def test_shipped_teacher_loads_with_the_teacher_option(tmp_path):
     assert result.exit_code == 0, result.output
     evals = pd.read_parquet(tmp_path / "run" / "eval.parquet")
     assert evals["kl_teacher_states"].notna().all() and (evals["teacher_return"] > 0).all()
+
+
+# ------------------------------------------------------------------------------------------- the every-step update
+@pytest.mark.parametrize("rule, critic_moves", [("on-policy", False), ("teacher", False), ("value-gated", True),
+                                                ("on-policy+r", True)])
+def test_rule_update_steps_the_critic_only_when_the_rule_reads_it(rule, critic_moves):
+    """A pure distillation rule never reads the student's critic, so ``rule_update`` leaves it (and its Adam
+    state) bit-identical; a value gate (V_k) or a "+R" return needs it, so it moves. The actor moves in all."""
+    from deep.methods import resolve, rule_update
+    from deep.state import new_state
+
+    cell = dict(rs.cells(rs.CONFIGS["smoke"])[0], rule=rule)
+    cfg = resolve(rs.train_config(cell))
+    run = new_state(cfg, peer_optimizer=False, frozen=load_teacher(cfg.teacher))
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    run.buffer.load_state_dict(dict(
+        obs=torch.randn(n, run.obs_dim, generator=g), next_obs=torch.randn(n, run.obs_dim, generator=g),
+        act=torch.rand(n, run.act_dim, generator=g) * 2 - 1, rew=torch.randn(n, generator=g),
+        terminated=torch.zeros(n), actor=torch.zeros(n, dtype=torch.long), ptr=n, size=n))
+    before_critic = [p.detach().clone() for p in run.ens.critic_parameters()]
+    before_actor = [p.detach().clone() for p in run.ens.actor_parameters()]
+    rule_update(run)
+    critic_same = all(torch.equal(a, b) for a, b in zip(before_critic, run.ens.critic_parameters()))
+    actor_same = all(torch.equal(a, b) for a, b in zip(before_actor, run.ens.actor_parameters()))
+    assert critic_same is (not critic_moves)
+    assert not actor_same
+    assert (len(run.learner.critic_opt.state) > 0) is critic_moves
+
+
+def test_per_env_budgets_reach_the_cells():
+    config = rs.Config(envs=("HalfCheetah-v5", "Hopper-v5"), rules=("rl",), seeds=(0,),
+                       steps=(("HalfCheetah-v5", 600), ("Hopper-v5", 1_400)), record_every=200)
+    budget = {(c["env"], c["teacher"]): (c["steps"], c["record_every"]) for c in rs.cells(config)}
+    assert budget[("HalfCheetah-v5", "good")] == (600, 200) and budget[("Hopper-v5", "imperfect")] == (1_400, 200)
+    with pytest.raises(ValueError, match="no per-env value for 'Hopper-v5'; given for: HalfCheetah-v5"):
+        rs.cells(rs.Config(steps=(("HalfCheetah-v5", 600),)))
