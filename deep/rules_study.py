@@ -25,7 +25,7 @@ restarts (the run keeps no checkpoint: a full cell's replay buffer is not worth 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +33,7 @@ import pandas as pd
 from distlab import rules
 
 __all__ = ["RULES", "ENVS", "QUALITIES", "Config", "CONFIGS", "cells", "run_cell", "shipped_teacher",
-           "TEACHERS_DIR", "COLUMNS", "check_rule", "per_env"]
+           "TEACHERS_DIR", "COLUMNS", "check_rule", "per_env", "CHECKS", "run_check"]
 
 
 # The rules of issue 9 (Table 1 of the taxonomy paper and Sec. 4), in the figure's order; ``rl`` last.
@@ -104,6 +104,20 @@ CONFIGS = {
                    record_every=(("HalfCheetah-v5", 1_000), ("Hopper-v5", 2_000)), batch_size=128),
 }
 
+# A sceptic's checks of the full config's budget choices (REPRODUCTION.md, "MuJoCo"): the full config's
+# cells and seeds with one knob moved, so each check cell has its counterpart in the full study.
+# ``python -m deep.rules_study check NAME`` runs one into ``results/checks/NAME/mujoco-rules/``.
+CHECKS = {
+    # SAC's minibatch of 256 instead of the study's 128 (HalfCheetah, both teachers, four rules, seeds 0-1)
+    "batch-256": replace(CONFIGS["full"], envs=("HalfCheetah-v5",), seeds=(0, 1), batch_size=256,
+                         rules=("expected-entropy", "on-policy+r", "value-gated+r", "rl")),
+    # 4x the HalfCheetah budget with the imperfect teacher, for the Sec. 4 rules that could pass it, and rl
+    "long-imperfect": replace(CONFIGS["full"], envs=("HalfCheetah-v5",), teachers=("imperfect",), seeds=(0, 1),
+                              steps=24_000, record_every=2_000,
+                              rules=("value-gated+r", "teacher-v-reward", "td-teacher-v", "rl")),
+}
+
+
 def cells(config: Config) -> list[dict]:
     """One cell per env x teacher x rule x seed; each carries everything :func:`run_cell` needs.
 
@@ -169,3 +183,35 @@ def run_cell(cell: dict) -> pd.DataFrame:
     recorded = (teacher.recorded_return or {}).get("mean_return", float("nan"))
     evals = evals.assign(teacher_steps=teacher.steps, teacher_recorded_return=float(recorded))
     return evals.loc[:, list(COLUMNS)].reset_index(drop=True)
+
+
+def run_check(name: str, out: str | Path = "results/checks", workers: int | None = None) -> pd.DataFrame:
+    """Run the check ``name`` of :data:`CHECKS` (resumable, like a study) into ``out/name/mujoco-rules/``."""
+    from distlab.runner import run_grid
+
+    if name not in CHECKS:
+        raise ValueError(f"unknown check {name!r}; valid: {', '.join(CHECKS)}")
+    config = CHECKS[name]
+    return run_grid("mujoco-rules", cells(config), run_cell, Path(out) / name, workers=workers,
+                    config=dict(study="mujoco-rules", scale=name, **asdict(config)))
+
+
+def _main(argv=None) -> None:
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m deep.rules_study",
+                                     description="Run one of the checks of the full mujoco-rules config.")
+    parser.add_argument("what", choices=["check"])
+    parser.add_argument("name", choices=list(CHECKS))
+    parser.add_argument("--out", default="results/checks")
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+    table = run_check(args.name, args.out, args.workers)
+    print(f"{args.name}: {table[['env', 'teacher', 'rule', 'seed']].drop_duplicates().shape[0]} cells, "
+          f"wall {time.perf_counter() - began:.0f} s -> {Path(args.out) / args.name / 'mujoco-rules'}")
+
+
+if __name__ == "__main__":
+    _main()

@@ -248,3 +248,16 @@ def test_per_env_budgets_reach_the_cells():
     assert budget[("HalfCheetah-v5", "good")] == (600, 200) and budget[("Hopper-v5", "imperfect")] == (1_400, 200)
     with pytest.raises(ValueError, match="no per-env value for 'Hopper-v5'; given for: HalfCheetah-v5"):
         rs.cells(rs.Config(steps=(("HalfCheetah-v5", 600),)))
+
+
+def test_each_check_moves_one_knob_of_cells_in_the_full_study():
+    full = {json.dumps({k: v for k, v in c.items() if k not in ("batch_size", "steps", "record_every")}, sort_keys=True): c
+            for c in rs.cells(rs.CONFIGS["full"])}
+    for name, config in rs.CHECKS.items():
+        for cell in rs.cells(config):
+            twin = full[json.dumps({k: v for k, v in cell.items() if k not in ("batch_size", "steps", "record_every")},
+                                   sort_keys=True)]
+            moved = {k for k in cell if cell[k] != twin[k]}
+            assert moved in ({"batch_size"}, {"steps", "record_every"}), (name, moved)
+    with pytest.raises(ValueError, match="unknown check 'huge'; valid: batch-256, long-imperfect"):
+        rs.run_check("huge")
