@@ -18,8 +18,8 @@ reimplemented with numpy/scipy because rliable's dependency ``arch`` does not im
 
 The normalised score of a run is its final return divided by its teacher's return (1 = the teacher;
 a rule above 1 on the imperfect teacher improved on it). ``summary`` returns the numbers behind the
-figure (``python figures/fig_mujoco_rules.py --summary RESULTS.parquet`` prints them as markdown); no
-computation beyond aggregation.
+figure (``python figures/fig_mujoco_rules.py --summary RESULTS.parquet`` prints them as markdown;
+``--report`` prints the compact tables REPRODUCTION.md quotes); no computation beyond aggregation.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from scipy import stats  # noqa: E402
 from figures import _plot  # noqa: E402
 from figures._plot import plt  # noqa: E402
 
-__all__ = ["iqm", "stratified_bootstrap_statistics", "stratified_bootstrap_ci", "final_scores", "summary", "summary_markdown", "speed", "plot", "main", "STEM"]
+__all__ = ["iqm", "stratified_bootstrap_statistics", "stratified_bootstrap_ci", "final_scores", "summary", "summary_markdown", "report_markdown", "speed", "max_drawdown", "plot", "main", "STEM"]
 
 STEM = "mujoco_rules"
 STRATUM = ("env", "teacher")
@@ -92,16 +92,24 @@ def final_scores(table: pd.DataFrame) -> pd.DataFrame:
     return last.reset_index(drop=True)
 
 
+def max_drawdown(values) -> float:
+    """The largest fall of a curve below its running maximum, ``max_t (max_{u <= t} x_u - x_t)``; 0 for a
+    curve that never falls (an instability measure: a rule that learns and then unlearns scores high)."""
+    x = np.asarray(values, dtype=float)
+    return float(np.max(np.maximum.accumulate(x) - x)) if x.size else float("nan")
+
+
 def speed(table: pd.DataFrame) -> pd.DataFrame:
     """Per run: the mean teacher-normalised return over its records (area under the normalised curve divided
-    by its length, a speed-of-learning measure on equal budgets) and the first env step reaching half the
-    teacher's return (NaN if never)."""
+    by its length, a speed-of-learning measure on equal budgets), the first env step reaching half and 90 %
+    of the teacher's return (NaN if never) and the normalised curve's :func:`max_drawdown`."""
     rows = []
     for key, run in table.sort_values("step").groupby(list(RUN)):
         norm = (run["mean_return"] / run["teacher_return"]).to_numpy()
-        reached = run["env_steps"].to_numpy()[norm >= 0.5]
-        rows.append(dict(zip(RUN, key), mean_normalised=float(norm.mean()),
-                         steps_to_half=float(reached[0]) if reached.size else float("nan")))
+        steps = run["env_steps"].to_numpy()
+        first = lambda level: float(steps[norm >= level][0]) if (norm >= level).any() else float("nan")  # noqa: E731
+        rows.append(dict(zip(RUN, key), mean_normalised=float(norm.mean()), steps_to_half=first(0.5),
+                         steps_to_90=first(0.9), max_drawdown=max_drawdown(norm)))
     return pd.DataFrame(rows)
 
 
@@ -195,6 +203,42 @@ def summary_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def report_markdown(table: pd.DataFrame, seed: int = 0) -> str:
+    """The compact tables REPRODUCTION.md quotes: (1) per rule and (env, teacher), final return / teacher's
+    return as the mean over seeds with each seed's value; (2) per rule, the IQM over all runs with its
+    stratified-bootstrap CI, and means over runs of the speed and stability measures of :func:`speed`."""
+    final = final_scores(table)
+    strata = table[list(STRATUM)].drop_duplicates().sort_values(list(STRATUM)).to_numpy().tolist()
+    rules = list(dict.fromkeys(table["rule"]))
+    head = [f"{env.split('-')[0]} / {teacher}" for env, teacher in strata]
+    lines = ["| rule | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for rule in rules:
+        cells = []
+        for env, teacher in strata:
+            g = final[(final["rule"] == rule) & (final["env"] == env) & (final["teacher"] == teacher)].sort_values("seed")
+            seeds = ", ".join(f"{v:.2f}" for v in g["normalised"])
+            cells.append(f"{g['normalised'].mean():.2f} ({seeds})" if len(g) else "")
+        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    summ = summary(table, seed=seed).set_index("rule")
+    fast = speed(table)
+    lines += ["", "| rule | IQM final / teacher [95 % CI] | mean normalised return over the run | "
+              "steps to 50 % / 90 % of the good teacher | max drawdown (normalised) |", "|---|---|---|---|---|"]
+    for rule in rules:
+        f = fast[fast["rule"] == rule]
+        good = f[f["teacher"] == "good"]
+        s = summ.loc[rule]
+        lines.append(f"| {rule} | {s['iqm_normalised']:.2f} [{s['iqm_low']:.2f}, {s['iqm_high']:.2f}] | "
+                     f"{f['mean_normalised'].mean():.2f} | {_steps(good['steps_to_half'])} / {_steps(good['steps_to_90'])} | "
+                     f"{f['max_drawdown'].mean():.2f} |")
+    return "\n".join(lines)
+
+
+def _steps(values: pd.Series) -> str:
+    """Mean over the runs that reached the level, and how many did."""
+    hit = values.dropna()
+    return f"{hit.mean():,.0f} ({len(hit)}/{len(values)})" if len(hit) else f"never (0/{len(values)})"
+
+
 def main(results, out) -> list:
     return _plot.save(plot(_plot.read(results), _scale_of(results)), out, STEM)
 
@@ -202,5 +246,7 @@ def main(results, out) -> list:
 if __name__ == "__main__":
     if "--summary" in sys.argv:  # python figures/fig_mujoco_rules.py --summary RESULTS.parquet
         print(summary_markdown(_plot.read(sys.argv[-1])))
+    elif "--report" in sys.argv:  # python figures/fig_mujoco_rules.py --report RESULTS.parquet
+        print(report_markdown(_plot.read(sys.argv[-1])))
     else:
         _plot.cli("mujoco-rules")

@@ -159,6 +159,29 @@ def test_figure_draws_from_a_synthetic_table(tmp_path):
     assert fast.loc[fast["rule"] == "rl", "mean_normalised"].to_numpy() == pytest.approx(2 / 3 + 0.01 * fast.loc[fast["rule"] == "rl", "seed"].to_numpy())
 
 
+def test_max_drawdown_against_hand_computed_curves():
+    assert fig.max_drawdown([0.1, 0.5, 0.9]) == 0.0  # never falls
+    assert fig.max_drawdown([0.2, 0.9, 0.3, 0.8, 0.1]) == pytest.approx(0.8)  # peak 0.9, later low 0.1
+    assert fig.max_drawdown([1.0, 0.4, 2.0, 1.5]) == pytest.approx(0.6)  # the first fall is the larger
+
+
+def test_report_quotes_each_seed_and_the_speed_measures():
+    table = _synthetic_table()
+    report = fig.report_markdown(table)
+    # rl reaches 1 + 0.01 * seed of its teacher at the last record in every stratum
+    assert "| rl | 1.01 (1.00, 1.01, 1.02) | 1.01 (1.00, 1.01, 1.02) |" in report
+    # n-distill+r: 2/9, 4/9, 6/9 of the teacher -> 50 % first at 6,000 steps, 90 % never; curves never fall
+    row = next(line for line in report.splitlines()[8:] if line.startswith("| n-distill+r |"))
+    assert "| 6,000 (6/6) / never (0/6) | 0.00 |" in row
+    # the drawdown of a falling curve shows up: make the teacher rule unlearn in one run
+    falling = table.copy()
+    hit = (falling["rule"] == "teacher") & (falling["seed"] == 0) & (falling["step"] == 6_000)
+    falling.loc[hit, "mean_return"] = 0.0
+    fast = fig.speed(falling)
+    drop = fast.loc[(fast["rule"] == "teacher") & (fast["seed"] == 0), "max_drawdown"]
+    assert np.allclose(drop, 2 / 9)  # the curve was at 2/9 of the teacher at 4,000 steps, then 0
+
+
 # ------------------------------------------------------------------------------------------- shipped teachers
 def _readme_returns() -> dict:
     text = (rs.TEACHERS_DIR / "README.md").read_text()
