@@ -225,8 +225,10 @@ def register(app: typer.Typer) -> None:
         env: Annotated[Optional[str], typer.Option(help="env id (default: the policy's own)")] = None,
         episodes: Annotated[Optional[int], typer.Option(help="deterministic episodes (default: as recorded, else 10)")] = None,
         seed: Annotated[Optional[int], typer.Option(help="episode e starts from reset(seed + e) (default: as recorded, else 0)")] = None,
+        stochastic: Annotated[bool, typer.Option(help="act with samples tanh(mean + std * eps), not tanh(mean)")] = False,
     ):
-        """Print one JSON line: mean_return, std_return, episodes of the deterministic policy (and recorded_return)."""
+        """Print one JSON line: mean_return, std_return, episodes of the deterministic (or, with --stochastic, the
+        sampled) policy, and the recorded return of the deterministic one."""
         import numpy as np
 
         from deep.envs import check_env_id, env_dims, make_env
@@ -248,9 +250,9 @@ def register(app: typer.Typer) -> None:
         s = seed if seed is not None else recorded.get("seed", 0)
         if n < 1:
             raise typer.BadParameter(f"--episodes must be >= 1; got {n}")
-        returns = deterministic_returns(teacher, env_id, n, s)
+        returns = deterministic_returns(teacher, env_id, n, s, stochastic=stochastic)
         line = dict(policy=policy, env=env_id, mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
-                    episodes=int(n), seed=int(s))
+                    episodes=int(n), seed=int(s), actions="sampled" if stochastic else "deterministic")
         if recorded:
             line["recorded_return"] = recorded.get("mean_return")
             line["recorded_episodes"], line["recorded_seed"] = recorded.get("episodes"), recorded.get("seed")

@@ -118,14 +118,21 @@ def load_teacher(spec: str, device: str | torch.device = "cpu") -> FrozenTeacher
     return _member_of_checkpoint(load_checkpoint(path, device), member, path, device)
 
 
-def deterministic_returns(teacher: FrozenTeacher, env: str, episodes: int, seed: int, return_states: bool = False):
-    """Returns (episodes,) of the teacher's deterministic policy tanh(mean) (and its visited states)."""
+def deterministic_returns(teacher: FrozenTeacher, env: str, episodes: int, seed: int, return_states: bool = False,
+                          stochastic: bool = False):
+    """Returns (episodes,) of the teacher's deterministic policy tanh(mean) (and its visited states).
+
+    ``stochastic=True`` acts with samples a = tanh(mean + std * eps) instead, eps ~ N(0, I) from a torch
+    generator seeded with ``seed`` (the policy a KL-distilled student is fitted to, not only its mode)."""
     device = teacher.ensemble.log_alpha.device
+    gen = torch.Generator(device=device).manual_seed(int(seed)) if stochastic else None
 
     def act(obs):
         x = torch.as_tensor(obs.reshape(1, -1, obs.shape[-1]), device=device)
         with torch.no_grad():
-            mean, _ = teacher.ensemble.policy(x)
+            mean, log_std = teacher.ensemble.policy(x)
+            if stochastic:
+                mean = mean + log_std.exp() * torch.randn(mean.shape, generator=gen, device=device)
         return torch.tanh(mean).cpu().numpy().reshape(obs.shape[0], obs.shape[1], -1)
 
     out = evaluate_policies(act, env, 1, episodes, seed, return_states=return_states)

@@ -47,6 +47,24 @@ def _evaluate(*args):
     return json.loads(result.output.strip().splitlines()[-1])
 
 
+def test_stochastic_evaluation_is_seeded_and_tends_to_the_deterministic_one(teacher_run, tmp_path, monkeypatch):
+    """--stochastic acts with tanh(mean + std * eps): reproducible for a seed, not the deterministic return, and
+    equal to it when the policy's std is shrunk to ~1e-13 (the independent check of the sampling path)."""
+    from deep import teacher_file
+
+    path = tmp_path / "teacher.pt"
+    _export(f"{teacher_run}:0", path)
+    deterministic = _evaluate("--policy", path, "--episodes", 2, "--seed", 3)
+    sampled = [_evaluate("--policy", path, "--episodes", 2, "--seed", 3, "--stochastic") for _ in range(2)]
+    assert sampled[0]["actions"] == "sampled" and deterministic["actions"] == "deterministic"
+    assert sampled[0]["mean_return"] == sampled[1]["mean_return"] != deterministic["mean_return"]
+    teacher = load_teacher(str(path))
+    policy = teacher.ensemble.policy
+    monkeypatch.setattr(teacher.ensemble, "policy", lambda x: (policy(x)[0], torch.full_like(policy(x)[1], -30.0)))
+    shrunk = teacher_file.deterministic_returns(teacher, teacher.env, 2, 3, stochastic=True)
+    assert np.allclose(shrunk, teacher_file.deterministic_returns(teacher, teacher.env, 2, 3), rtol=0, atol=1e-6)
+
+
 def test_export_then_evaluate_reproduces_the_recorded_return(teacher_run, tmp_path):
     path = tmp_path / "teacher.pt"
     line = _export(f"{teacher_run}:1", path)
