@@ -172,7 +172,7 @@ def test_report_quotes_each_seed_and_the_speed_measures():
     assert "| rl | 1.01 (1.00, 1.01, 1.02) | 1.01 (1.00, 1.01, 1.02) |" in report
     # n-distill+r: 2/9, 4/9, 6/9 of the teacher -> 50 % first at 6,000 steps, 90 % never; curves never fall
     row = next(line for line in report.splitlines()[8:] if line.startswith("| n-distill+r |"))
-    assert "| 6,000 (6/6) / never (0/6) | 0.00 |" in row
+    assert "| 6,000 (3/3) / never (0/3) | 6,000 (3/3) / never (0/3) | 0.00 |" in row
     # the drawdown of a falling curve shows up: make the teacher rule unlearn in one run
     falling = table.copy()
     hit = (falling["rule"] == "teacher") & (falling["seed"] == 0) & (falling["step"] == 6_000)
