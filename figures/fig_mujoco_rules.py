@@ -40,7 +40,7 @@ from scipy import stats  # noqa: E402
 from figures import _plot  # noqa: E402
 from figures._plot import plt  # noqa: E402
 
-__all__ = ["iqm", "stratified_bootstrap_statistics", "stratified_bootstrap_ci", "final_scores", "summary", "summary_markdown", "report_markdown", "speed", "max_drawdown", "plot", "main", "STEM"]
+__all__ = ["iqm", "stratified_bootstrap_statistics", "stratified_bootstrap_ci", "final_scores", "summary", "summary_markdown", "report_markdown", "speed", "max_drawdown", "rule_styles", "plot", "main", "STEM"]
 
 STEM = "mujoco_rules"
 STRATUM = ("env", "teacher")
@@ -152,11 +152,10 @@ def plot(table: pd.DataFrame, scale: str = ""):
     """The figure described in the module docstring."""
     panels = table[list(STRATUM)].drop_duplicates().sort_values(list(STRATUM), ascending=[True, True]).to_numpy().tolist()
     rules = list(dict.fromkeys(table["rule"]))
-    palette = [plt.cm.tab10(i) for i in range(10) if i != 7] + [plt.cm.Dark2(i) for i in range(8)]  # tab10's 7 is grey
-    colors = {rule: ("k" if rule == "rl" else palette[i % len(palette)]) for i, rule in enumerate(rules)}
+    colors, styles = rule_styles(rules)
     n = len(panels)
-    fig = plt.figure(figsize=(4.2 * n + 4.6, 7.4))
-    grid = fig.add_gridspec(2, n + 1, width_ratios=[1] * n + [1.1], hspace=0.3, wspace=0.35)
+    fig = plt.figure(figsize=(4.2 * n + 5.2, 8.0))
+    grid = fig.add_gridspec(2, n + 1, width_ratios=[1] * n + [1.1], hspace=0.3, wspace=0.45)
     run_unit = table.assign(run=table["seed"])
     for j, (env, teacher) in enumerate(panels):
         top, bottom = fig.add_subplot(grid[0, j]), fig.add_subplot(grid[1, j])
@@ -165,7 +164,7 @@ def plot(table: pd.DataFrame, scale: str = ""):
             g = cell[cell["rule"] == rule]
             if g.empty:
                 continue
-            style = ":" if rule == "rl" else "-"  # SAC without a teacher
+            style = styles[rule]
             _plot.plot_band(top, g, "env_steps", "mean_return", label=rule, color=colors[rule], unit="run", linestyle=style)
             _plot.plot_band(bottom, g, "env_steps", "kl_student_states", label=rule, color=colors[rule], unit="run", linestyle=style)
         top.axhline(cell["teacher_return"].mean(), color="k", ls="--", lw=1.2, label="teacher's return")
@@ -175,9 +174,10 @@ def plot(table: pd.DataFrame, scale: str = ""):
         bottom.set_yscale("log")
         for ax in (top, bottom):
             ax.set_xlabel("env steps")
+            ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k")  # 10000 ... 14000 collide at this width
             ax.grid(alpha=0.3)
         if j == 0:
-            top.legend(fontsize=7, ncol=2)
+            handles, labels = top.get_legend_handles_labels()
     ax = fig.add_subplot(grid[:, n])
     summ = summary(table)
     order = summ.sort_values("iqm_normalised")
@@ -189,8 +189,20 @@ def plot(table: pd.DataFrame, scale: str = ""):
     ax.set_yticks(y, order["rule"], fontsize=8)
     ax.set_xlabel("IQM of final return / teacher's return\n(all env x teacher x seed runs)")
     ax.grid(alpha=0.3, axis="x")
+    fig.legend(handles, labels, loc="lower center", ncol=min(7, len(labels)), fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.16, left=0.05, right=0.98)
     fig.suptitle(_title(table, scale), fontsize=9)
     return fig
+
+
+def rule_styles(rules: list[str]) -> tuple[dict, dict]:
+    """(color, linestyle) per rule: a rule and its "+r" variant share a color, the "+r" one dashed; ``rl``
+    (SAC without a teacher) black dotted."""
+    palette = [plt.cm.tab10(i) for i in range(10) if i != 7] + [plt.cm.Dark2(i) for i in range(8)]  # tab10's 7 is grey
+    bases = list(dict.fromkeys(r.removesuffix("+r") for r in rules if r != "rl"))
+    colors = {r: "k" if r == "rl" else palette[bases.index(r.removesuffix("+r")) % len(palette)] for r in rules}
+    styles = {r: ":" if r == "rl" else ("--" if r.endswith("+r") else "-") for r in rules}
+    return colors, styles
 
 
 def summary_markdown(table: pd.DataFrame) -> str:

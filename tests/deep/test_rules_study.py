@@ -284,3 +284,11 @@ def test_each_check_moves_one_knob_of_cells_in_the_full_study():
             assert moved in ({"batch_size"}, {"steps", "record_every"}), (name, moved)
     with pytest.raises(ValueError, match="unknown check 'huge'; valid: batch-256, long-imperfect"):
         rs.run_check("huge")
+
+
+def test_a_rule_and_its_plus_r_variant_share_a_color_and_differ_in_style():
+    colors, styles = fig.rule_styles(list(rs.RULES))
+    assert colors["on-policy"] == colors["on-policy+r"] and styles["on-policy"] == "-" and styles["on-policy+r"] == "--"
+    assert colors["rl"] == "k" and styles["rl"] == ":"
+    solid = [r for r in rs.RULES if styles[r] == "-"]
+    assert len({colors[r] for r in solid}) == len(solid)  # distinct colors among the base rules
