@@ -60,8 +60,9 @@ def rule_update(run) -> None:
 
     Critic, actor and temperature steps with SAC's optimizers, then one Polyak step of the targets. A rule
     whose critic carries no return keeps regressing on SAC's target only if its gate reads the student's
-    value (value-gated: V_k); a pure distillation rule (teacher, on-policy, n-distill, ...) never reads the
-    critic, so it gets no critic step: that step would be ~40 % of the update's compute, spent on nothing.
+    value (value-gated: V_k); a rule with neither a return nor a value gate (teacher, on-policy) never reads
+    the critic, so it gets no critic step: that step was ~60 % of its update's compute, spent on nothing
+    (on-policy, HalfCheetah, batch 256, one thread: 9.7 -> 3.7 ms per update).
     """
     cfg, ens, lr = run.cfg, run.ens, run.learner
     from distlab import rules
