@@ -232,7 +232,7 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from deep.envs import check_env_id, env_dims, make_env
-        from deep.teacher_file import deterministic_returns, load_teacher
+        from deep.teacher_file import load_teacher, policy_returns
 
         try:
             teacher = load_teacher(policy, "cpu")
@@ -250,7 +250,7 @@ def register(app: typer.Typer) -> None:
         s = seed if seed is not None else recorded.get("seed", 0)
         if n < 1:
             raise typer.BadParameter(f"--episodes must be >= 1; got {n}")
-        returns = deterministic_returns(teacher, env_id, n, s, stochastic=stochastic)
+        returns = policy_returns(teacher, env_id, n, s, stochastic=stochastic)
         line = dict(policy=policy, env=env_id, mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
                     episodes=int(n), seed=int(s), actions="sampled" if stochastic else "deterministic")
         if recorded:

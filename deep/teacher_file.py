@@ -29,7 +29,7 @@ from deep.config import TrainConfig
 from deep.envs import evaluate_policies
 from deep.networks import Ensemble
 
-__all__ = ["FrozenTeacher", "TEACHER_FORMAT", "load_teacher", "export_teacher", "deterministic_returns", "split_spec"]
+__all__ = ["FrozenTeacher", "TEACHER_FORMAT", "load_teacher", "export_teacher", "policy_returns", "split_spec"]
 
 TEACHER_FORMAT = "distlab-teacher"
 
@@ -118,9 +118,10 @@ def load_teacher(spec: str, device: str | torch.device = "cpu") -> FrozenTeacher
     return _member_of_checkpoint(load_checkpoint(path, device), member, path, device)
 
 
-def deterministic_returns(teacher: FrozenTeacher, env: str, episodes: int, seed: int, return_states: bool = False,
+def policy_returns(teacher: FrozenTeacher, env: str, episodes: int, seed: int, return_states: bool = False,
                           stochastic: bool = False):
-    """Returns (episodes,) of the teacher's deterministic policy tanh(mean) (and its visited states).
+    """Returns (episodes,) of the teacher's deterministic policy tanh(mean) (and its visited states), or of its
+    sampled policy.
 
     ``stochastic=True`` acts with samples a = tanh(mean + std * eps) instead, eps ~ N(0, I) from a torch
     generator seeded with ``seed`` (the policy a KL-distilled student is fitted to, not only its mode)."""
@@ -144,7 +145,7 @@ def deterministic_returns(teacher: FrozenTeacher, env: str, episodes: int, seed:
 def export_teacher(spec: str, out: str | Path, *, episodes: int = 10, seed: int = 0) -> dict:
     """Write member ``spec`` (``RUN_DIR[:MEMBER]``) to ``out`` with its measured deterministic return; the record."""
     teacher = load_teacher(spec, "cpu")
-    returns = deterministic_returns(teacher, teacher.env, episodes, seed)
+    returns = policy_returns(teacher, teacher.env, episodes, seed)
     ens = teacher.ensemble
     record = dict(
         format=TEACHER_FORMAT, version=1, env=teacher.env, obs_dim=ens.obs_dim, act_dim=ens.act_dim, width=ens.widths[0],

@@ -36,7 +36,7 @@ from deep.envs import evaluate_policies, to_env_action
 from deep.kl import gaussian_kl, squashed_sample
 from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, method_of, plan_of, resolve
 from deep.state import RunState, check_same_run, load_state, new_state, state_dict
-from deep.teacher_file import deterministic_returns, load_teacher
+from deep.teacher_file import load_teacher, policy_returns
 
 __all__ = ["train", "run_cell", "append_eval_rows", "TrainingDiverged", "RunDirError", "WARMUP_ACTOR", "TEACHER_ACTOR", "default_run_dir",
            "prepare_run_dir", "RUN_FILES"]
@@ -154,7 +154,7 @@ def evaluate(run: RunState) -> None:
     extra = [{} for _ in range(cfg.k)]
     if with_teacher:
         if run.teacher_rollout is None:
-            run.teacher_rollout = deterministic_returns(run.frozen, cfg.env, cfg.eval_episodes, seed, return_states=True)
+            run.teacher_rollout = policy_returns(run.frozen, cfg.env, cfg.eval_episodes, seed, return_states=True)
         teacher_returns, teacher_states = run.teacher_rollout
         on_teacher = kl_teacher_student(run, teacher_states)
         for m in range(cfg.k):

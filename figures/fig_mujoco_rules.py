@@ -107,10 +107,15 @@ def speed(table: pd.DataFrame) -> pd.DataFrame:
     for key, run in table.sort_values("step").groupby(list(RUN)):
         norm = (run["mean_return"] / run["teacher_return"]).to_numpy()
         steps = run["env_steps"].to_numpy()
-        first = lambda level: float(steps[norm >= level][0]) if (norm >= level).any() else float("nan")  # noqa: E731
-        rows.append(dict(zip(RUN, key), mean_normalised=float(norm.mean()), steps_to_half=first(0.5),
-                         steps_to_90=first(0.9), max_drawdown=max_drawdown(norm)))
+        rows.append(dict(zip(RUN, key), mean_normalised=float(norm.mean()), steps_to_half=_first_step(steps, norm, 0.5),
+                         steps_to_90=_first_step(steps, norm, 0.9), max_drawdown=max_drawdown(norm)))
     return pd.DataFrame(rows)
+
+
+def _first_step(steps: np.ndarray, normalised: np.ndarray, level: float) -> float:
+    """The first record's env step at which the normalised return reaches ``level``; NaN if none does."""
+    hit = steps[normalised >= level]
+    return float(hit[0]) if hit.size else float("nan")
 
 
 def summary(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -61,8 +61,8 @@ def test_stochastic_evaluation_is_seeded_and_tends_to_the_deterministic_one(teac
     teacher = load_teacher(str(path))
     policy = teacher.ensemble.policy
     monkeypatch.setattr(teacher.ensemble, "policy", lambda x: (policy(x)[0], torch.full_like(policy(x)[1], -30.0)))
-    shrunk = teacher_file.deterministic_returns(teacher, teacher.env, 2, 3, stochastic=True)
-    assert np.allclose(shrunk, teacher_file.deterministic_returns(teacher, teacher.env, 2, 3), rtol=0, atol=1e-6)
+    shrunk = teacher_file.policy_returns(teacher, teacher.env, 2, 3, stochastic=True)
+    assert np.allclose(shrunk, teacher_file.policy_returns(teacher, teacher.env, 2, 3), rtol=0, atol=1e-6)
 
 
 def test_export_then_evaluate_reproduces_the_recorded_return(teacher_run, tmp_path):
