@@ -28,7 +28,7 @@ from distlab.rollout import (
     policy_cdf,
     uniform,
 )
-from mdps import MDPBatch, TabularMDP
+from mdps import MDPBatch, TabularMDP, stack
 
 __all__ = [
     "QLearningConfig",
@@ -251,18 +251,7 @@ def _warn_truncations(truncated: int, max_steps: int) -> None:
                       "returns are truncated (raise max_steps)", stacklevel=3)
 
 
-def monte_carlo_values(
-    mdp: TabularMDP,
-    pi,
-    episodes: int,
-    seed: int,
-    *,
-    min_visits: int = 0,
-    starts: str = "mu0",
-    fallback: float = 0.0,
-    max_steps: int = 100_000,
-    return_visits: bool = False,
-):
+def monte_carlo_values(mdp: TabularMDP, pi, episodes: int, seed: int, **options):
     """Every-visit Monte Carlo estimate ``V_hat`` (S,) of ``V_pi`` from ``episodes`` sampled episodes.
 
     Sutton & Barto (2018, Sec. 5.1): ``V_hat(s) = sum_{t: s_t = s} G_t / N(s)`` with the return-to-go
@@ -281,16 +270,14 @@ def monte_carlo_values(
     Randomness: one xoshiro256+ stream from ``seed`` (:mod:`distlab.rollout`). Episodes longer than
     ``max_steps`` are cut (a warning says how many). With ``return_visits`` also returns ``N`` (S,)
     int64, the visit counts.
+
+    ``options`` (keywords, with their defaults): ``min_visits=0``, ``starts="mu0"``, ``fallback=0.0``,
+    ``max_steps=100_000``, ``return_visits=False``; this is :func:`monte_carlo_values_batch` on a batch
+    of one MDP, so the two agree by construction.
     """
-    _check_monte_carlo_options(episodes, min_visits, starts, fallback, max_steps)
-    pi = np.ascontiguousarray(exact.check_policy(pi, mdp.n_states, mdp.n_actions))
-    total = np.zeros(mdp.n_states)
-    visits = np.zeros(mdp.n_states, dtype=np.int64)
-    truncated = _monte_carlo_sums(mdp.next_state, mdp.next_prob, mdp.R, mdp.mu0, pi, int(episodes), starts == "all",
-                                  int(max_steps), generator_states(seed, 1)[0], total, visits)
-    _warn_truncations(int(truncated), max_steps)
-    V_hat = _values_from_sums(total, visits, min_visits, fallback)
-    return (V_hat, visits) if return_visits else V_hat
+    pi = exact.check_policy(pi, mdp.n_states, mdp.n_actions)
+    out = monte_carlo_values_batch(stack([mdp]), pi[None], episodes, seed, **options)
+    return (out[0][0], out[1][0]) if options.get("return_visits") else out[0]
 
 
 def monte_carlo_values_batch(
@@ -305,7 +292,8 @@ def monte_carlo_values_batch(
     max_steps: int = 100_000,
     return_visits: bool = False,
 ):
-    """:func:`monte_carlo_values` (B, S) for every MDP of ``batch`` in parallel; MDP ``i`` uses ``seed + i``."""
+    """:func:`monte_carlo_values` (B, S) for every MDP of ``batch`` in parallel; MDP ``i`` uses ``seed + i``
+    (the options are documented there)."""
     _check_monte_carlo_options(episodes, min_visits, starts, fallback, max_steps)
     B, S, A = len(batch), batch.n_states, batch.n_actions
     pis = np.ascontiguousarray(exact.check_policy(pis, S, A, name="pis"))
