@@ -20,6 +20,12 @@ Each cell's file records how long it took (``timing``: wall ``seconds`` and ``cp
 process time of the worker, all its threads) in its metadata, and ``results.parquet`` their sums, so a
 study's cost can be read on a machine shared with other work, where wall time alone says little.
 
+Workers die with the study: a pool worker blocks on its task queue, so a main process killed without
+cleanup (``kill -9``, the OOM killer) would leave it running cells nobody collects. Each worker is a
+direct child of the study's process (``spawn``), asks the kernel for SIGKILL when that parent dies
+(Linux ``prctl(PR_SET_PDEATHSIG)``) and, on any platform, watches its parent from a daemon thread. The
+cells it finished stay on disk, so a rerun resumes as after any other kill.
+
 User-registered rules reach the workers: a worker process imports :mod:`distlab.rules` afresh and
 knows only the built-in rules, so every rule registered in the calling process travels with each cell
 and is registered there before the cell runs (a rule registered in a notebook runs in every study, on
@@ -31,6 +37,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,12 +79,55 @@ def _limit_threads(threads: int) -> None:
     threads = max(1, int(threads))
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
-    import sys
-
     if "numba" in sys.modules:
         import numba
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PARENT_POLL_SECONDS = 0.5
+
+
+def _kill_me_when_parent_dies() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; False where that is not available.
+
+    The kernel delivers the signal even while a numba kernel holds the GIL, which the watchdog thread
+    of :func:`_exit_with_parent` cannot interrupt."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int, poll: float) -> None:
+    """Exit this process once it is no longer ``parent``'s child (an orphan is re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os._exit(1)  # no cleanup to run: finished cells are on disk, the cell in progress is redone on rerun
+
+
+def _exit_with_parent(parent: int, poll: float = _PARENT_POLL_SECONDS) -> None:
+    """Make this worker exit when ``parent`` (the study's process) dies, however it dies.
+
+    Linux: the parent-death signal; everywhere: a daemon thread polling ``os.getppid()`` (between kernel
+    calls). Checked once right away, as the parent may have died before the signal was asked for."""
+    _kill_me_when_parent_dies()
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent, poll), name="distlab-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    """Pool initializer: cap the worker's threads and tie its life to the study's process."""
+    _limit_threads(threads)
+    _exit_with_parent(parent)
 
 
 def _registered_rules() -> tuple:
@@ -140,9 +191,10 @@ def _run_local(pending, run_cell, config, workers, bar):
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, _default_workers() // workers)
-    # forkserver/spawn: a forked child would inherit numba's running thread pool, which is not fork-safe.
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_limit_threads, initargs=(threads,)) as pool:
+    # spawn: a forked child would inherit numba's running thread pool, which is not fork-safe; and unlike
+    # forkserver's, spawned workers are children of this process, so they can die with it (_exit_with_parent).
+    context = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
         registered = _registered_rules()
         futures = {pool.submit(_run_one, run_cell, cell, path, config, threads, registered) for cell, path in pending}
         while futures:

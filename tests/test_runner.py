@@ -142,3 +142,102 @@ def test_ray_backend_matches_local(tmp_path):
     finally:
         ray.shutdown()
     pd.testing.assert_frame_equal(via_ray, expected_table(CELLS))
+
+
+def started_then_sleeping_cell(cell: dict) -> pd.DataFrame:
+    """Mark the cell as started (a file), then run long enough to be killed mid-cell."""
+    Path(cell["marks"], f"started-{cell['i']}").touch()
+    time.sleep(cell["seconds"])
+    return pd.DataFrame(dict(i=[cell["i"]]))
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (Linux /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] not in "ZX":
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by a container's init, counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in "ZX"
+
+
+def _wait_until(condition, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_workers_exit_when_the_study_process_is_killed(tmp_path):
+    """kill -9 of a study's process (no cleanup runs) takes its pool workers, and every other process it
+    started (multiprocessing's resource tracker), down within seconds: no orphan keeps writing cells."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cells = [dict(i=i, seconds=60.0, marks=str(marks)) for i in range(6)]
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_runner import started_then_sleeping_cell
+        from distlab.runner import run_grid
+        run_grid("demo", {cells!r}, started_then_sleeping_cell, {str(tmp_path / "out")!r}, workers=2, progress=False)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        assert _wait_until(lambda: len(list(marks.iterdir())) >= 2, 60), "both workers must be inside a cell"
+        children = _children(proc.pid)
+        assert len(children) >= 2, children
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _wait_until(lambda: not any(_alive(pid) for pid in children), 5), \
+        f"still alive 5 s after the kill: {sorted(p for p in children if _alive(p))}"
+    assert not list((tmp_path / "out" / "demo" / "cells").glob("*.parquet"))  # they died mid-cell
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_a_worker_watchdog_exits_when_its_parent_dies_without_the_linux_signal():
+    """The portable fallback alone (the parent-death signal switched off): a daemon thread that polls
+    os.getppid() ends the process once its parent is gone."""
+    child = textwrap.dedent(
+        """
+        import os, time
+        from distlab import runner
+        runner._kill_me_when_parent_dies = lambda: False
+        runner._exit_with_parent(os.getppid(), poll=0.05)
+        print("watching", flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = textwrap.dedent(
+        f"""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", {child!r}], stdout=sys.stdout)
+        print(child.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    try:
+        child_pid = int(proc.stdout.readline())
+        assert proc.stdout.readline().strip() == "watching" and _alive(child_pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _wait_until(lambda: not _alive(child_pid), 5)
