@@ -87,3 +87,29 @@ def test_first_crossing_interpolates_between_records():
     assert first_crossing(x, y, 2.5) == pytest.approx(10 + 1.5 / 3 * 90)
     assert first_crossing(x, y, 0.0) == 0.0 and first_crossing(x, y, 10.0) == 1000.0
     assert np.isnan(first_crossing(x, y, 10.5))
+
+
+def test_figure_command_without_results_fails_naming_the_path_and_the_command(tmp_path, monkeypatch):
+    """`distlab figure NAME --results PATH` with nothing there: exit 1, a message naming the files looked for
+    and the `distlab study` command that writes them; no study runs and nothing is created."""
+    from typer.testing import CliRunner
+
+    from distlab.cli import app
+
+    def no_study(*args, **kwargs):
+        raise AssertionError("distlab figure must never run a study")
+
+    monkeypatch.setattr(studies, "run_study", no_study)
+    missing = tmp_path / "nonexistent" / "path"
+    result = CliRunner().invoke(app, ["figure", "control", "--results", str(missing)])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert str(missing / "quick" / "control" / "results.parquet") in message
+    assert f"distlab study control --quick --out {missing}" in message
+    result_all = CliRunner().invoke(app, ["figure", "all", "--results", str(missing)])
+    assert result_all.exit_code == 1 and "distlab study mujoco-rules --quick" in result_all.output
+    assert not (tmp_path / "nonexistent").exists()
+    monkeypatch.chdir(tmp_path)  # the default results root: the command to run needs no --out
+    default = CliRunner().invoke(app, ["figure", "control"])
+    assert default.exit_code == 1 and "run `distlab study control --quick` first" in " ".join(default.output.split())
+    assert not (tmp_path / "results").exists()

@@ -45,9 +45,9 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Argument(help="a study name (its figure) or 'all'")],
         results: Annotated[Path, typer.Option(help="results root written by `distlab study`")] = Path("results"),
         out: Annotated[Path | None, typer.Option(help="where the PNG and PDF go (default: RESULTS/figures)")] = None,
-        workers: Annotated[int | None, typer.Option(help="workers for the quick study run when no results exist")] = None,
     ):
-        """Draw a study's figure from its results (full if present, else quick; runs the quick study if neither)."""
+        """Draw a study's figure from its results (full if present, else quick). Never runs a study: the
+        figures only read results (``all``: every study that has some)."""
         from distlab import studies
         from figures._plot import draw
 
@@ -57,11 +57,27 @@ def register(app: typer.Typer) -> None:
         for n in names:
             if n not in studies.STUDIES:
                 raise typer.BadParameter(f"unknown study {n!r}; valid studies: {', '.join(studies.names())}, all", param_hint="NAME")
-        for n in names:
-            path = next((studies.results_path(results, n, s) for s in ("full", "quick") if studies.results_path(results, n, s).exists()), None)
-            if path is None:
-                typer.echo(f"no results for {n!r} under {results}: running the quick study first")
-                studies.run_study(n, "quick", results, workers=workers)
-                path = studies.results_path(results, n, "quick")
-            for written in draw(n, path, out):
-                typer.echo(f"wrote {written}")
+        found = {n: _results_of(studies, results, n) for n in names}
+        missing = [n for n, path in found.items() if path is None]
+        if len(missing) == len(names):  # checked before drawing anything: a wrong --results creates nothing
+            typer.echo(_no_results_message(studies, results, missing), err=True)
+            raise typer.Exit(1)
+        if missing:
+            typer.echo(f"skipped (no results): {_no_results_message(studies, results, missing)}", err=True)
+        for n, path in found.items():
+            if path is not None:
+                for written in draw(n, path, out):
+                    typer.echo(f"wrote {written}")
+
+
+def _results_of(studies, results: Path, name: str) -> Path | None:
+    """The results file the figure of ``name`` reads: the full study's if present, else the quick one's."""
+    return next((p for p in (studies.results_path(results, name, s) for s in ("full", "quick")) if p.exists()), None)
+
+
+def _no_results_message(studies, results: Path, names: list[str]) -> str:
+    """Which files were looked for and the command that writes them (figures never run a study)."""
+    out = "" if results == Path("results") else f" --out {results}"
+    looked = ", ".join(str(studies.results_path(results, n, s)) for n in names for s in ("full", "quick"))
+    commands = " && ".join(f"distlab study {n} --quick{out}" for n in names)
+    return f"no results for {', '.join(map(repr, names))} under {results} (looked for {looked}); run `{commands}` first"
