@@ -57,6 +57,7 @@ def write_parquet(table: pd.DataFrame, path: str | Path, config: dict | None = N
     arrow = arrow.replace_schema_metadata(meta)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make every results file private
     try:
         pq.write_table(arrow, tmp)
         os.replace(tmp, path)
@@ -64,6 +65,23 @@ def write_parquet(table: pd.DataFrame, path: str | Path, config: dict | None = N
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """This process's umask: the mode bits a new file must not have (022 -> files are 0644).
+
+    Linux reads it from /proc, which changes nothing; elsewhere it is set and restored at once (a
+    moment in which another thread's new file would get the placeholder mask, 022)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_parquet_metadata(path: str | Path) -> dict:

@@ -241,3 +241,17 @@ def test_a_worker_watchdog_exits_when_its_parent_dies_without_the_linux_signal()
         proc.kill()
         proc.wait()
     assert _wait_until(lambda: not _alive(child_pid), 5)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_results_files_get_the_mode_the_umask_gives(tmp_path, umask):
+    """Cells and results.parquet are as readable as any file the user creates (0644 under umask 022),
+    not private like the 0600 atomic temporary file they are renamed from."""
+    previous = os.umask(umask)
+    try:
+        run_grid("demo", CELLS[:2], monte_carlo_cell, tmp_path, workers=1, progress=False)
+    finally:
+        os.umask(previous)
+    files = [tmp_path / "demo" / "results.parquet", *(tmp_path / "demo" / "cells").glob("*.parquet")]
+    assert len(files) == 3
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {oct(0o666 & ~umask)}
