@@ -5,8 +5,9 @@
     format="distlab-teacher", version=1, env, obs_dim, act_dim, width, hidden_layers, log_std_min,
     log_std_max, networks (state dict of a 1-member ``deep.networks.Ensemble``: actor, twin critics,
     target critics, log_alpha), steps (env steps the run had trained), member, source (the run), method,
-    seed, recorded_return = {mean_return, std_return, episodes, seed} (deterministic episodes measured at
-    export: episode e starts from reset(seed + e), as ``deep.envs.evaluate_policies``)
+    seed, recorded_return = {mean_return, std_return, episodes, seed, returns (per episode), precision,
+    versions, device} (deterministic episodes measured at export: episode e starts from reset(seed + e), as
+    ``deep.envs.evaluate_policies``; with the library versions and the device they were measured on)
 
 and nothing else: no replay buffer, no optimizer state (a 2 x 256 HalfCheetah member is ~1.4 MB). The
 file is written atomically. It reads training checkpoints of both layouts (``deep.state``), including
@@ -21,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import copy
+
 import numpy as np
 import torch
 
@@ -29,7 +32,8 @@ from deep.config import TrainConfig
 from deep.envs import evaluate_policies
 from deep.networks import Ensemble
 
-__all__ = ["FrozenTeacher", "TEACHER_FORMAT", "load_teacher", "export_teacher", "policy_returns", "split_spec"]
+__all__ = ["FrozenTeacher", "TEACHER_FORMAT", "load_teacher", "export_teacher", "policy_returns", "split_spec",
+           "recorded_return"]
 
 TEACHER_FORMAT = "distlab-teacher"
 
@@ -123,15 +127,24 @@ def policy_returns(teacher: FrozenTeacher, env: str, episodes: int, seed: int, r
     """Returns (episodes,) of the teacher's deterministic policy tanh(mean) (and its visited states), or of its
     sampled policy.
 
+    The policy network runs in float64 (a copy of the teacher). Why: MuJoCo locomotion amplifies any
+    rounding difference of the actions, and float32 matrix kernels round differently on different CPUs.
+    Measured on the shipped HalfCheetah good teacher with one pinned stack (mujoco 3.14.0, gymnasium 1.3.0,
+    torch 2.13.0), float32: 3,692.6 on this project's AMD EPYC machine against 3,843.1 recorded on an
+    earlier machine; in float64, two different summation orders (torch, numpy einsum) give identical returns
+    on all four shipped teachers. So a teacher file's return is a property of the file, not of the CPU,
+    and a default test checks it.
+
     ``stochastic=True`` acts with samples a = tanh(mean + std * eps) instead, eps ~ N(0, I) from a torch
     generator seeded with ``seed`` (the policy a KL-distilled student is fitted to, not only its mode)."""
     device = teacher.ensemble.log_alpha.device
     gen = torch.Generator(device=device).manual_seed(int(seed)) if stochastic else None
+    policy = copy.deepcopy(teacher.ensemble).double()
 
     def act(obs):
-        x = torch.as_tensor(obs.reshape(1, -1, obs.shape[-1]), device=device)
+        x = torch.as_tensor(obs.reshape(1, -1, obs.shape[-1]), device=device, dtype=torch.float64)
         with torch.no_grad():
-            mean, log_std = teacher.ensemble.policy(x)
+            mean, log_std = policy.policy(x)
             if stochastic:
                 mean = mean + log_std.exp() * torch.randn(mean.shape, generator=gen, device=device)
         return torch.tanh(mean).cpu().numpy().reshape(obs.shape[0], obs.shape[1], -1)
@@ -142,18 +155,33 @@ def policy_returns(teacher: FrozenTeacher, env: str, episodes: int, seed: int, r
     return out[0]
 
 
+def recorded_return(returns: np.ndarray, seed: int) -> dict:
+    """The record of a teacher's measured return: mean, std, per-episode returns, and what they ran on."""
+    from distlab.io import device_info, library_versions
+
+    return dict(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)), episodes=len(returns),
+                seed=int(seed), returns=[float(r) for r in returns], precision="float64",
+                versions=library_versions(), device=device_info())
+
+
 def export_teacher(spec: str, out: str | Path, *, episodes: int = 10, seed: int = 0) -> dict:
-    """Write member ``spec`` (``RUN_DIR[:MEMBER]``) to ``out`` with its measured deterministic return; the record."""
+    """Write member ``spec`` (``RUN_DIR[:MEMBER]``, or a teacher file to re-measure) to ``out`` with its measured
+    deterministic return (float64 policy, :func:`policy_returns`); the record."""
     teacher = load_teacher(spec, "cpu")
     returns = policy_returns(teacher, teacher.env, episodes, seed)
     ens = teacher.ensemble
+    source = teacher.source
+    path, _ = split_spec(spec)
+    if path.is_file():  # re-measuring a teacher file (e.g. under a new pinned stack) keeps where it came from
+        data = load_torch_file(path, "cpu", what="teacher")
+        if data.get("format") == TEACHER_FORMAT:
+            source = data.get("source", source)
     record = dict(
         format=TEACHER_FORMAT, version=1, env=teacher.env, obs_dim=ens.obs_dim, act_dim=ens.act_dim, width=ens.widths[0],
         hidden_layers=ens.depth, log_std_min=ens.log_std_min, log_std_max=ens.log_std_max,
         networks={k: v.clone() for k, v in ens.state_dict().items()}, steps=teacher.steps, member=teacher.member,
-        source=teacher.source, method=teacher.method, seed=teacher.seed,
-        recorded_return=dict(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
-                             episodes=int(episodes), seed=int(seed)),
+        source=source, method=teacher.method, seed=teacher.seed,
+        recorded_return=recorded_return(returns, seed),
     )
     save_atomic(record, out)
     return record

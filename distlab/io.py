@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
+import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["write_parquet", "read_parquet_metadata", "git_commit", "provenance"]
+__all__ = ["write_parquet", "read_parquet_metadata", "git_commit", "provenance", "library_versions", "device_info",
+           "RECORDED_LIBRARIES"]
+
+# What changes distlab's numbers (constraints.txt pins them; every results file records what actually ran).
+RECORDED_LIBRARIES = ("numpy", "numba", "scipy", "pandas", "pyarrow", "torch", "mujoco", "gymnasium")
 
 _META_KEY = b"distlab"
 
@@ -32,17 +38,59 @@ def git_commit() -> str:
         return "unknown"
 
 
+@lru_cache(maxsize=1)
+def library_versions() -> dict:
+    """Python's and each :data:`RECORDED_LIBRARIES` package's installed version (None if absent).
+
+    Read from the installed distributions' metadata, so recording them imports nothing (a tabular study
+    does not pay for importing torch).
+    """
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in RECORDED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def device_info() -> dict:
+    """The machine the numbers came from: CPU model and architecture, core count, and the CUDA device if
+    torch is loaded and sees one. Recorded because float32 results (the deep backend) differ between CPU
+    models with the same pinned libraries (measured: deep/teachers/README.md)."""
+    info = {"cpu": _cpu_model(), "machine": platform.machine(), "cores": os.cpu_count(), "cuda": None}
+    torch = sys.modules.get("torch")  # never import torch just to look
+    if torch is not None and torch.cuda.is_available():
+        info["cuda"] = torch.cuda.get_device_name(0)
+    return info
+
+
 def provenance() -> dict:
+    """What every results file records beside its config: package version, commit, library versions, device."""
     from distlab import __version__
 
-    return {"distlab_version": __version__, "git_commit": git_commit()}
+    return {"distlab_version": __version__, "git_commit": git_commit(), "versions": library_versions(),
+            "device": device_info()}
 
 
 def write_parquet(table: pd.DataFrame, path: str | Path, config: dict | None = None) -> Path:
     """Write ``table`` to ``path`` atomically (temp file + rename) with config and provenance metadata.
 
-    The metadata (JSON under the schema key ``distlab``) holds ``config``, the package version and the
-    git commit; read it back with :func:`read_parquet_metadata`.
+    The metadata (JSON under the schema key ``distlab``) holds ``config`` and :func:`provenance` (package
+    version, git commit, library versions, device); read it back with :func:`read_parquet_metadata`.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -85,7 +133,7 @@ def _umask() -> int:
 
 
 def read_parquet_metadata(path: str | Path) -> dict:
-    """The ``{"config", "distlab_version", "git_commit"}`` written by :func:`write_parquet`."""
+    """The ``{"config", "distlab_version", "git_commit", "versions", "device"}`` written by :func:`write_parquet`."""
     import pyarrow.parquet as pq
 
     meta = pq.read_schema(path).metadata or {}

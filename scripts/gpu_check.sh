@@ -11,6 +11,7 @@
 #   PYTHON            the interpreter (default: python)
 #   GPU_CHECK_DEVICE  the bench's device (default: cuda if torch sees one, else cpu)
 #   GPU_CHECK_QUICK=1 the bench's --quick settings (Pendulum, small networks; not speed figures)
+# Wheels the device image lacks (mujoco, gymnasium at the pins of constraints.txt): bash scripts/device_wheels.sh.
 # Exit status: 0 if every cuda test passed (or skipped) and the bench ran, 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."

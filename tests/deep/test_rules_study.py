@@ -206,17 +206,34 @@ def test_good_teachers_beat_their_imperfect_checkpoints():
         assert imperfect.recorded_return["mean_return"] < good.recorded_return["mean_return"]
 
 
-def _evaluate_reproduces(env, quality):
+def _evaluate_reproduces(env, quality, episodes=None):
     path = rs.shipped_teacher(env, quality)
-    result = CliRunner().invoke(app, ["evaluate", "--policy", str(path)])
+    args = ["evaluate", "--policy", str(path)] + (["--episodes", str(episodes)] if episodes else [])
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     line = json.loads(result.output.strip().splitlines()[-1])
-    assert line["episodes"] >= 10
-    assert line["mean_return"] == pytest.approx(line["recorded_return"], rel=1e-6, abs=1e-6)
+    recorded = load_teacher(str(path)).recorded_return
+    if episodes is None:
+        assert line["episodes"] >= 10
+        assert line["mean_return"] == pytest.approx(line["recorded_return"], rel=1e-9)
+    else:  # the first episodes of the record: same seeds, reset(seed + e)
+        assert line["mean_return"] == pytest.approx(np.mean(recorded["returns"][:episodes]), rel=1e-9)
 
 
-def test_shipped_hopper_imperfect_teacher_reproduces_its_return():
-    _evaluate_reproduces("Hopper-v5", "imperfect")
+@pytest.mark.parametrize("env,quality", SHIPPED)
+def test_shipped_teachers_reproduce_their_recorded_episodes(env, quality):
+    """Default suite: every shipped teacher's first two recorded episodes, exactly (float64 policy: the number
+    does not depend on the CPU's float32 kernels; ``deep.teacher_file.policy_returns``)."""
+    _evaluate_reproduces(env, quality, episodes=2)
+
+
+def test_shipped_teachers_record_what_they_were_measured_with():
+    for env, quality in SHIPPED:
+        record = load_teacher(str(rs.shipped_teacher(env, quality))).recorded_return
+        assert record["precision"] == "float64" and len(record["returns"]) == record["episodes"]
+        assert record["mean_return"] == pytest.approx(np.mean(record["returns"]), rel=1e-12)
+        assert {"mujoco", "gymnasium", "torch", "numpy", "python"} <= set(record["versions"])
+        assert record["device"]["cpu"]
 
 
 @pytest.mark.slow
