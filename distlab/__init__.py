@@ -43,6 +43,13 @@ def kernel_cache_dir(root: Path | str = _PACKAGE.parent) -> Path:
     return base / "distlab" / f"numba-{kernel_sources_hash(root)}"
 
 
+def kernel_cache_is_warm(directory: Path | str | None = None) -> bool:
+    """Whether numba's cache (``directory``, default the one in use) holds any compiled kernel (an index
+    file). A cold cache means the next tabular run first compiles its kernels, for a minute or more."""
+    directory = Path(directory or os.environ.get("NUMBA_CACHE_DIR") or kernel_cache_dir())
+    return directory.is_dir() and next(directory.rglob("*.nbi"), None) is not None
+
+
 def _point_numba_cache() -> None:
     if os.environ.get("NUMBA_CACHE_DIR"):
         return  # the user's choice (or a parent process's, with the same sources)
@@ -56,4 +63,4 @@ _point_numba_cache()
 
 from distlab.options import UpdateOptions  # noqa: E402  (after the cache is pointed: options imports no kernels)
 
-__all__ = ["UpdateOptions", "kernel_cache_dir", "kernel_sources_hash"]
+__all__ = ["UpdateOptions", "kernel_cache_dir", "kernel_cache_is_warm", "kernel_sources_hash"]

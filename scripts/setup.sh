@@ -9,3 +9,4 @@ python=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,ray]"
+.venv/bin/distlab warm-cache  # compile the numba kernels now: the first study then starts at once

@@ -70,6 +70,28 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"wrote {written}")
 
 
+    @app.command("warm-cache")
+    def warm_cache(
+        name: Annotated[list[str] | None, typer.Argument(help="tabular studies whose kernels to compile (default: all)")] = None,
+    ):
+        """Compile the numba kernels of the tabular studies ahead of time (scripts/setup.sh runs it): the first
+        study then starts at once instead of compiling for a minute or more."""
+        import os
+        import time
+
+        from distlab import kernel_cache_is_warm, studies
+
+        start = time.perf_counter()
+        before = "warm" if kernel_cache_is_warm() else "cold"
+        try:
+            studies.warm_kernel_cache(name or None, log=lambda line: typer.echo(line, err=True))
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="NAME") from None
+        cache = os.environ.get("NUMBA_CACHE_DIR", "numba's default cache")
+        typer.echo(f"numba kernels compiled and cached in {cache} ({before} before) in {time.perf_counter() - start:.0f} s",
+                   err=True)
+
+
 def _results_of(studies, results: Path, name: str) -> Path | None:
     """The results file the figure of ``name`` reads: the full study's if present, else the quick one's."""
     return next((p for p in (studies.results_path(results, name, s) for s in ("full", "quick")) if p.exists()), None)
