@@ -4,7 +4,8 @@
 ``--sac-NAME`` from :class:`deep.config.SACConfig`), with each field's help text: a new hyperparameter is
 one line in ``deep/config.py`` (CleanRL's dataclass-as-CLI). ``--set KEY=VALUE`` still overrides any
 setting. Argument problems exit 2 ("Invalid value", naming the option); a refused run directory, a
-damaged checkpoint or a diverged run exits 1 with one line ``error: ...``.
+damaged checkpoint or a diverged run exits 1 with one line ``error: ...``; a run stopped by SIGTERM/SIGINT
+exits 128 + the signal's number with one line naming its checkpoint and the command that resumes it.
 
 Registered into the ``distlab`` app by one line in ``distlab/cli.py``; torch is imported only inside the
 commands so that ``distlab --help`` stays fast.
@@ -65,6 +66,12 @@ def _fail(err: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _stopped(err) -> typer.Exit:
+    """A run stopped by a signal (``deep.train.Interrupted``): its one line, and the signal's exit status."""
+    typer.echo(str(err), err=True)
+    return typer.Exit(err.exit_code)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``train``, ``sweep``, ``export-teacher`` and ``evaluate`` commands to ``app``."""
     options = train_options()
@@ -73,7 +80,7 @@ def register(app: typer.Typer) -> None:
         """Train ensemble SAC with a distillation method on one environment (see deep.train, deep.methods)."""
         from deep.checkpoint import CheckpointError
         from deep.config import ConfigError, TrainConfig, with_overrides
-        from deep.train import RunDirError, TrainingDiverged, default_run_dir, train as train_run
+        from deep.train import Interrupted, RunDirError, TrainingDiverged, default_run_dir, train as train_run
 
         resume, overwrite, sets, seeds = kwargs.pop("resume"), kwargs.pop("overwrite"), kwargs.pop("set_"), kwargs.pop("seeds")
         settings = {key: kwargs[param.name] for key, param in options}
@@ -92,6 +99,8 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(err)) from None
         except (RunDirError, CheckpointError, TrainingDiverged, ValueError) as err:
             raise _fail(err) from None
+        except Interrupted as err:
+            raise _stopped(err) from None
         ev = tables["eval"]
         last = ev[ev.step == ev.step.max()]
         typer.echo(f"step {int(last.step.iloc[0])}: best member {last.mean_return.max():.1f}, worst {last.mean_return.min():.1f}"
@@ -116,7 +125,7 @@ def register(app: typer.Typer) -> None:
         from deep.checkpoint import CheckpointError
         from deep.config import ConfigError, with_overrides
         from deep.seeds import parse_seeds, train_seeds
-        from deep.train import RunDirError, TrainingDiverged, default_run_dir
+        from deep.train import Interrupted, RunDirError, TrainingDiverged, default_run_dir
 
         try:
             seeds = parse_seeds(seeds_text)
@@ -134,6 +143,8 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(err)) from None
         except (RunDirError, CheckpointError, TrainingDiverged, ValueError) as err:
             raise _fail(err) from None
+        except Interrupted as err:
+            raise _stopped(err) from None
         for seed, tables in results.items():
             ev = tables["eval"]
             last = ev[ev.step == ev.step.max()]

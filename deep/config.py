@@ -106,6 +106,7 @@ class TrainConfig:
     nan_check_every: int = _opt(1_000, "env steps between NaN/inf checks of the losses")
     progress: bool = _opt(True, "show a progress bar")
     compile: str = _opt("none", "torch.compile mode: none, default, reduce-overhead (CUDA graphs)")
+    tensorboard: bool = _opt(True, "TensorBoard scalars in OUT/tb/ (CleanRL's tags); needs the extra distlab[tb], off without it")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,13 +10,17 @@ bootstrap, ``y = r``; ``truncated`` (the time limit) does not, ``y = r + gamma V
 2018). Only ``terminated`` goes into the replay buffer.
 
 Actions: the policy acts in [-1, 1]^|A| (tanh); :func:`to_env_action` maps to the Box bounds.
+
+Checkpoints: :func:`env_state` / :func:`restore_env_state` carry everything the next ``step`` of an
+environment depends on, so that a resumed run continues the episode in progress exactly.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SUPPORTED_ENVS", "check_env_id", "make_env", "to_env_action", "env_dims", "evaluate_policies"]
+__all__ = ["SUPPORTED_ENVS", "check_env_id", "make_env", "to_env_action", "env_dims", "evaluate_policies", "env_state",
+           "restore_env_state"]
 
 SUPPORTED_ENVS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5", "Swimmer-v5", "Pendulum-v1")
 
@@ -46,6 +50,84 @@ def make_env(env_id: str):
 def env_dims(env) -> tuple[int, int]:
     """(observation size, action size)."""
     return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+
+
+def _time_limit(env):
+    """The TimeLimit wrapper of ``env`` (its elapsed-steps counter decides truncation), or None."""
+    from gymnasium.wrappers import TimeLimit
+
+    while env is not None:
+        if isinstance(env, TimeLimit):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
+def env_state(env) -> dict | None:
+    """Everything the next ``env.step`` depends on (call after a reset), or None for a simulator we cannot save.
+
+    - MuJoCo: the whole ``MjData`` (pickled), not only the integration state of ``mj_getState``: Ant and
+      Humanoid read positions derived by the *previous* ``mj_step`` (``xpos``, ``xipos``: stale by one
+      substep) before they step, which no integration state (with or without ``mj_forward``) reproduces;
+      the integration state is kept too, as the fallback for a pickle another mujoco version cannot read.
+    - classic control (Pendulum): its ``state`` (and ``last_u``) attributes.
+    - always: the env's ``np_random`` (it draws the next reset's initial state) and the TimeLimit counter.
+    """
+    import copy
+    import pickle
+
+    base = env.unwrapped
+    state = dict(np_random=base.np_random.bit_generator.state)
+    limit = _time_limit(env)
+    if limit is not None:
+        state["elapsed_steps"] = limit._elapsed_steps
+    if hasattr(base, "model") and hasattr(base, "data"):
+        import mujoco
+
+        kind = mujoco.mjtState.mjSTATE_INTEGRATION
+        integration = np.empty(mujoco.mj_stateSize(base.model, kind))
+        mujoco.mj_getState(base.model, base.data, integration, kind)
+        state["mujoco"] = dict(data=pickle.dumps(base.data), integration=integration, version=mujoco.__version__)
+    elif hasattr(base, "state"):
+        # deep copies: a later step must not change what was saved
+        state["classic"] = {name: copy.deepcopy(getattr(base, name)) for name in ("state", "last_u") if hasattr(base, name)}
+    else:
+        return None
+    return state
+
+
+def restore_env_state(env, state: dict) -> None:
+    """Put ``env`` (fresh from :func:`make_env`) into the saved ``state`` of :func:`env_state`.
+
+    The env is reset first (the wrappers refuse a step before a reset); then the simulator, the env's RNG and
+    the TimeLimit counter are overwritten, so that reset leaves no trace. A MuJoCo pickle this mujoco cannot
+    read falls back to the integration state (then Ant and Humanoid differ at the first step, see above).
+    """
+    import copy
+    import pickle
+
+    env.reset(seed=0)
+    base = env.unwrapped
+    if "mujoco" in state:
+        import mujoco
+
+        saved = state["mujoco"]
+        try:
+            mujoco.mj_copyData(base.data, base.model, pickle.loads(saved["data"]))
+        except Exception as err:  # noqa: BLE001 - any unreadable pickle: fall back, and say so
+            import warnings
+
+            warnings.warn(f"the checkpoint's MuJoCo data (mujoco {saved['version']}) cannot be read here ({type(err).__name__}); "
+                          "restored from its integration state: derived quantities are recomputed")
+            kind = mujoco.mjtState.mjSTATE_INTEGRATION
+            mujoco.mj_setState(base.model, base.data, np.asarray(saved["integration"], np.float64), kind)
+            mujoco.mj_forward(base.model, base.data)
+    for name, value in state.get("classic", {}).items():
+        setattr(base, name, copy.deepcopy(value))
+    base.np_random.bit_generator.state = state["np_random"]
+    limit = _time_limit(env)
+    if limit is not None and "elapsed_steps" in state:
+        limit._elapsed_steps = state["elapsed_steps"]
 
 
 def to_env_action(action: np.ndarray, space) -> np.ndarray:

@@ -18,7 +18,10 @@ rounding of the batched kernels (``tests/deep/test_seeds.py``).
 Outputs: ``OUT/seed_N/`` holds exactly a single run's files (tables, and a checkpoint in the single-run
 layout of ``deep.state``: the run's rows of every stacked tensor), so figures, ``--resume`` (stacked, or
 one seed alone with ``--seed N --out OUT/seed_N``) and the runner treat them alike. A stacked resume reads
-every seed's checkpoint; they must be at the same step.
+every seed's checkpoint; they must be at the same step. Each checkpoint holds its run's episode in progress
+and simulator (``deep.state``), so a resumed stack is the uninterrupted one; SIGTERM/SIGINT checkpoint every
+run at the current step and raise ``deep.train.Interrupted`` (``deep.train``). TensorBoard: each run's scalars
+in ``OUT/seed_N/tb``, the stacked update's losses (summed over every run's members) in ``OUT/tb``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from deep.networks import Ensemble, repeat_rows
 from deep.replay import StackedReplayBuffer
 from deep.rng import SeedGenerators
 from deep.sac import SACLearner
-from deep.state import CHECKPOINT_FORMAT, check_same_run, device_of, restore_progress
+from deep.state import CHECKPOINT_FORMAT, check_same_run, device_of, episode_state, restore_progress, track_losses
+from deep.tblog import open_log
 
 __all__ = ["parse_seeds", "seed_run_dir", "SeedRun", "Stack", "new_stack", "run_state_dict", "load_stack", "train_seeds", "run_seeds_cell"]
 
@@ -84,12 +88,14 @@ class SeedRun:
     eval_log: list[dict] = field(default_factory=list)
     phase_log: list[dict] = field(default_factory=list)
     last_checkpoint_step: int | None = None
-    # the episode in progress (not checkpointed: a resumed run starts a new episode, as a single run does)
+    # the episode in progress (checkpointed, as a single run's: deep.state.episode_state)
     obs: np.ndarray | None = None
     actor: int = 0
     episode_start: int = 0
     ep_return: float = 0.0
     ep_length: int = 0
+    saved_episode: dict | None = None
+    tb: object = None  # this run's TensorBoard log (deep.tblog), None when off
 
 
 @dataclass
@@ -109,12 +115,13 @@ class Stack:
     wall_time: float = 0.0
     finite: dict[str, torch.Tensor] = field(default_factory=dict)
     last_checkpoint_step: int | None = None
+    tb: object = None  # TensorBoard log of the stacked losses (OUT/tb), None when off
+    keep_losses: bool = False
+    last_losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def track(self, losses: dict[str, torch.Tensor]) -> None:
         """As ``RunState.track``: fold the (summed over runs) losses' finiteness into device flags."""
-        for name, value in losses.items():
-            ok = torch.isfinite(value).all()
-            self.finite[name] = ok if name not in self.finite else self.finite[name] & ok
+        track_losses(self, losses)
 
 
 def _stack_tensors(states: list[dict]) -> dict:
@@ -184,7 +191,7 @@ def run_state_dict(stack: Stack, index: int) -> dict:
         buffer=stack.buffer.run_state_dict(index), election=run.election.state_dict(),
         rng=dict(numpy=run.np_rng.bit_generator.state, python=run.python_state, torch=run.torch_state, device=run.gen.get_state()),
         step=run.step, episode=run.episode, wall_time=run.wall_time, member_returns=run.member_returns,
-        episode_log=run.episode_log, eval_log=run.eval_log, phase_log=run.phase_log,
+        episode_log=run.episode_log, eval_log=run.eval_log, phase_log=run.phase_log, in_progress=episode_state(run),
     )
 
 
@@ -211,7 +218,7 @@ def load_stack(stack: Stack, saved: list[dict]) -> None:
 # ---------------------------------------------------------------------------------------- the stacked loop
 def start_stack(cfg: TrainConfig, seeds: list[int], *, resume: bool, overwrite: bool):
     """As ``deep.train.start`` for stacked runs: every refusal before anything is written."""
-    from deep.train import prepare_run_dir
+    from deep.train import TB_DIR, prepare_run_dir, remove_paths
 
     if len(seeds) < 1:
         raise ConfigError("--seeds: give at least one seed")
@@ -232,11 +239,13 @@ def start_stack(cfg: TrainConfig, seeds: list[int], *, resume: bool, overwrite: 
 
                 raise RunDirError(f"cannot resume {out}: its checkpoint is at step {state['step']}, beyond --steps {cfg.steps}")
             saved.append(state)
+    stack_tb = Path(cfg.out) / TB_DIR  # the stacked losses' TensorBoard folder goes with the runs
+    if not resume and stack_tb.is_dir():
+        doomed.append(stack_tb)
     stack = new_stack(cfg, seeds)
     if saved:
         load_stack(stack, saved)
-    for path in doomed:  # every check passed for every seed: now (and only now) the directories change
-        path.unlink()
+    remove_paths(doomed)  # every check passed for every seed: now (and only now) the directories change
     return stack, plan
 
 
@@ -291,92 +300,113 @@ def _checkpoint(stack: Stack) -> None:
     stack.last_checkpoint_step = stack.step
 
 
-def _new_episode(run: SeedRun, plan) -> None:
-    from deep.train import choose_actor
+def _log_losses(stack: Stack) -> None:
+    """TensorBoard at the NaN check's interval: the stacked losses (OUT/tb) and each run's members' temperatures."""
+    if stack.tb is not None and stack.last_losses:
+        stack.tb.losses(stack.step, {name: float(value) for name, value in stack.last_losses.items()})
+    stack.last_losses = {}
+    if any(run.tb is not None for run in stack.runs):
+        alphas = stack.ens.log_alpha.exp().reshape(len(stack.runs), -1).tolist()
+        for run, run_alphas in zip(stack.runs, alphas):
+            if run.tb is not None and stack.step >= stack.cfg.sac.warmup_steps:
+                run.tb.alphas(stack.step, run_alphas)
 
-    run.obs, _ = run.env.reset(seed=int(run.np_rng.integers(2**31)))
-    run.actor = choose_actor(run, plan)
-    run.episode_start, run.ep_return, run.ep_length = run.step, 0.0, 0
+
+def _open_logs(stack: Stack) -> None:
+    cfg = stack.cfg
+    stack.tb = open_log(cfg.out, cfg.tensorboard, stack.step)
+    for run in stack.runs:
+        run.tb = open_log(run.cfg.out, cfg.tensorboard, stack.step)
 
 
-def _record(run: SeedRun, plan, next_obs, reward: float, terminated: bool, truncated: bool, warmup: int, wall: float) -> None:
-    """After an env step of ``run``: its episode's bookkeeping, exactly as the single run's loop."""
-    run.obs = next_obs
-    run.ep_return += float(reward)
-    run.ep_length += 1
-    if terminated or truncated:
-        from_policy = run.episode_start >= warmup
-        if from_policy and run.actor >= 0:
-            run.member_returns[run.actor].append(run.ep_return)
-        run.episode_log.append(dict(step=run.step, episode=run.episode, actor=run.actor if from_policy else WARMUP_ACTOR,
-                                    episode_return=run.ep_return, length=run.ep_length, terminated=bool(terminated),
-                                    wall_time_s=wall))
-        run.episode += 1
-        _new_episode(run, plan)
+def _close_logs(stack: Stack) -> None:
+    for log in [stack.tb] + [run.tb for run in stack.runs]:
+        if log is not None:
+            log.close()
+
+
+def _stop_here(stack: Stack, signum: int, command: str) -> None:
+    """After a signal: checkpoint every run at this step (unless just done) and its tables, then raise Interrupted."""
+    from deep.train import interrupted, write_tables
+
+    if stack.last_checkpoint_step != stack.step:
+        _checkpoint(stack)
+    for run in stack.runs:
+        write_tables(run)
+    raise interrupted(signum, stack.step, stack.cfg.out, command)
 
 
 def train_seeds(cfg: TrainConfig, seeds: list[int], *, resume: bool = False, overwrite: bool = False,
                 stop_at: int | None = None) -> dict[int, dict[str, pd.DataFrame]]:
     """Train ``cfg`` for every seed in ``seeds`` as one stacked process (module docstring); return
     {seed: tables}. Arguments as ``deep.train.train``; ``cfg.out`` is the parent of the ``seed_N`` run dirs."""
-    from tqdm.auto import tqdm
+    from deep.train import Progress, StopSignals, _Killed, continue_episode, record_step, resume_command, tables, write_tables
 
-    from deep.train import _Killed, tables, write_tables
-
+    command = resume_command(cfg, seeds)
     stack, plan = start_stack(cfg, seeds, resume=resume, overwrite=overwrite)
     cfg, s = stack.cfg, stack.cfg.sac
-    bar = tqdm(total=cfg.steps, initial=stack.step, disable=not cfg.progress, unit="step",
-               desc=f"{cfg.method} {cfg.env} seeds {seeds[0]}..{seeds[-1]}", dynamic_ncols=True, mininterval=1.0)
+    bar = Progress(cfg, stack.step, f"{cfg.method} {cfg.env} seeds {seeds[0]}..{seeds[-1]}")
+    _open_logs(stack)
     for run in stack.runs:
-        _new_episode(run, plan)
+        continue_episode(run, plan)
     t0, s0, wall0 = time.perf_counter(), stack.step, stack.wall_time
     try:
-        while stack.step < cfg.steps:
-            # ---- act and store (every run one env step)
-            actions = _act(stack)
-            warm = stack.step < s.warmup_steps
-            obs = [run.obs for run in stack.runs]
-            steps = [run.env.step(to_env_action(a, run.env.action_space)) for run, a in zip(stack.runs, actions)]
-            stack.buffer.add(np.stack([np.asarray(o, np.float32).reshape(-1) for o in obs]), actions,
-                             np.array([st[1] for st in steps], np.float32),
-                             np.stack([np.asarray(st[0], np.float32).reshape(-1) for st in steps]),
-                             np.array([st[2] for st in steps], np.float32),
-                             np.array([WARMUP_ACTOR if warm else run.actor for run in stack.runs]))
-            stack.step += 1
-            wall = wall0 + time.perf_counter() - t0
-            for run, (next_obs, reward, terminated, truncated, _) in zip(stack.runs, steps):
-                run.step = stack.step
-                _record(run, plan, next_obs, reward, terminated, truncated, s.warmup_steps, wall)
-            # ---- learn: the method's steps, all runs at once
-            if stack.step >= s.warmup_steps:
-                for _ in range(s.updates_per_step):
-                    plan.update(stack)
-                if (plan.phase is not None and stack.step >= cfg.distill_start
-                        and (stack.step - cfg.distill_start) % cfg.distill_interval == 0):
-                    plan.phase(stack, plan)
-            # ---- measure, save
-            stack.wall_time = wall0 + time.perf_counter() - t0
-            for run in stack.runs:
-                run.wall_time = stack.wall_time
-            if stack.step % cfg.nan_check_every == 0:
-                _check_finite(stack)
-            if stack.step % cfg.eval_every == 0 or stack.step == cfg.steps:
-                _check_finite(stack)
-                _evaluate(stack)
+        with StopSignals() as stop:
+            while stack.step < cfg.steps:
+                # ---- act and store (every run one env step)
+                actions = _act(stack)
+                warm = stack.step < s.warmup_steps
+                obs = [run.obs for run in stack.runs]
+                steps = [run.env.step(to_env_action(a, run.env.action_space)) for run, a in zip(stack.runs, actions)]
+                stack.buffer.add(np.stack([np.asarray(o, np.float32).reshape(-1) for o in obs]), actions,
+                                 np.array([st[1] for st in steps], np.float32),
+                                 np.stack([np.asarray(st[0], np.float32).reshape(-1) for st in steps]),
+                                 np.array([st[2] for st in steps], np.float32),
+                                 np.array([WARMUP_ACTOR if warm else run.actor for run in stack.runs]))
+                stack.step += 1
+                wall = wall0 + time.perf_counter() - t0
+                for run, (next_obs, reward, terminated, truncated, _) in zip(stack.runs, steps):
+                    run.step = stack.step
+                    record_step(run, plan, next_obs, reward, terminated, truncated, wall)
+                # ---- learn: the method's steps, all runs at once
+                if stack.step >= s.warmup_steps:
+                    stack.keep_losses = stack.tb is not None and stack.step % cfg.nan_check_every == 0
+                    for _ in range(s.updates_per_step):
+                        plan.update(stack)
+                    if (plan.phase is not None and stack.step >= cfg.distill_start
+                            and (stack.step - cfg.distill_start) % cfg.distill_interval == 0):
+                        plan.phase(stack, plan)
+                    stack.keep_losses = False
+                # ---- measure, save
+                stack.wall_time = wall0 + time.perf_counter() - t0
                 for run in stack.runs:
-                    write_tables(run)
-            if stack.step % cfg.checkpoint_every == 0 or stack.step == cfg.steps:
-                _checkpoint(stack)
-            if stack.step % 100 == 0 or stack.step == cfg.steps:
-                bar.update(stack.step - bar.n)
-                rate = len(seeds) * (stack.step - s0) / (time.perf_counter() - t0)
-                bar.set_description(f"{cfg.method} {cfg.env} {len(seeds)} seeds {rate:.0f} env steps/s", refresh=False)
-            if stop_at is not None and stack.step >= stop_at:
-                raise _Killed(f"stopped at step {stack.step} (stop_at)")
+                    run.wall_time = stack.wall_time
+                if stack.step % cfg.nan_check_every == 0:
+                    _check_finite(stack)
+                    _log_losses(stack)
+                if stack.step % cfg.eval_every == 0 or stack.step == cfg.steps:
+                    _check_finite(stack)
+                    _evaluate(stack)
+                    for run in stack.runs:
+                        write_tables(run)
+                    bar.evaluated([r["mean_return"] for run in stack.runs for r in run.eval_log if r["step"] == stack.step])
+                if stack.step % cfg.checkpoint_every == 0 or stack.step == cfg.steps:
+                    _checkpoint(stack)
+                if stack.step % 100 == 0 or stack.step == cfg.steps:
+                    rate = (stack.step - s0) / (time.perf_counter() - t0)  # each run's env steps per second
+                    bar.advance(stack.step, len(seeds) * rate)
+                    for run in stack.runs:
+                        if run.tb is not None:
+                            run.tb.speed(stack.step, rate)
+                if stop.signum is not None:
+                    _stop_here(stack, stop.signum, command)
+                if stop_at is not None and stack.step >= stop_at:
+                    raise _Killed(f"stopped at step {stack.step} (stop_at)")
     finally:
         bar.close()
         for run in stack.runs:
             run.env.close()
+        _close_logs(stack)
     for run in stack.runs:
         write_tables(run)
     return {run.cfg.seed: tables(run) for run in stack.runs}

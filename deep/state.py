@@ -5,11 +5,15 @@ change: the networks and their optimizers, the replay buffer, the RNGs, the coun
 statistics and the logs. :func:`new_state` builds it from a resolved config, :func:`state_dict` /
 :func:`load_state` convert it to and from a checkpoint (``deep.checkpoint`` writes it atomically).
 
-Checkpoint layout (format 2; format 1 is the same without ``format`` and ``wall_time``, written by the
-code before the restructure, and is read too): ``config`` (TrainConfig as a dict), ``obs_dim``,
-``act_dim``, ``ensemble`` (state dict of ``deep.networks.Ensemble``), ``optimizers`` (actor, critic,
-alpha[, dpd]), ``buffer``, ``election``, ``rng`` (numpy, python, torch, device), ``step``, ``episode``,
-``member_returns``, ``episode_log``, ``eval_log``, ``phase_log``.
+Checkpoint layout (format 3): ``config`` (TrainConfig as a dict), ``obs_dim``, ``act_dim``, ``ensemble``
+(state dict of ``deep.networks.Ensemble``), ``optimizers`` (actor, critic, alpha[, dpd]), ``buffer``,
+``election``, ``rng`` (numpy, python, torch, device), ``step``, ``episode``, ``member_returns``,
+``episode_log``, ``eval_log``, ``phase_log``, ``wall_time`` and ``in_progress``: the episode in progress
+(:func:`episode_state`: the observation the next action is taken on, the acting member, the episode's start
+step, return and length so far, and the simulator's state ``deep.envs.env_state``), so that a resumed run
+takes exactly the next step the uninterrupted run would have taken. Older formats are read too: format 2
+lacks ``in_progress`` (its resumed run starts a new episode, as that code did), format 1 also ``format``
+and ``wall_time``.
 """
 
 from __future__ import annotations
@@ -22,18 +26,18 @@ import torch
 
 from deep.config import TrainConfig
 from deep.election import TeacherElection
-from deep.envs import env_dims, make_env
+from deep.envs import env_dims, env_state, make_env
 from deep.networks import Ensemble
 from deep.replay import ReplayBuffer
 from deep.sac import SACLearner, make_adam
 
 __all__ = ["RunState", "new_state", "state_dict", "load_state", "restore_generator", "restore_progress", "CHECKPOINT_FORMAT", "RESUMABLE_CHANGES", "device_of",
-           "check_same_run"]
+           "check_same_run", "episode_state", "track_losses"]
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 # settings a resumed run may change; every other setting must equal the checkpoint's
 RESUMABLE_CHANGES = ("steps", "out", "progress", "device", "compile", "eval_every", "eval_episodes",
-                     "checkpoint_every", "nan_check_every")
+                     "checkpoint_every", "nan_check_every", "tensorboard")
 
 
 def device_of(name: str) -> torch.device:
@@ -71,6 +75,17 @@ class RunState:
     finite: dict[str, torch.Tensor] = field(default_factory=dict)  # loss name -> "always finite so far" (device flag)
     last_checkpoint_step: int | None = None
     teacher_rollout: object = None  # cached states/returns of the frozen teacher's own evaluation episodes
+    # the episode in progress (checkpointed: :func:`episode_state`)
+    obs: np.ndarray | None = None  # the observation the next action is taken on
+    actor: int = 0
+    episode_start: int = 0
+    ep_return: float = 0.0
+    ep_length: int = 0
+    saved_episode: dict | None = None  # a checkpoint's episode in progress, until the loop continues it
+    # TensorBoard (deep.tblog; None when off) and the losses it logs at the next coarse interval
+    tb: object = None
+    keep_losses: bool = False
+    last_losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         opts = dict(self.learner.optimizers())
@@ -79,10 +94,26 @@ class RunState:
         return opts
 
     def track(self, losses: dict[str, torch.Tensor]) -> None:
-        """Fold the losses' finiteness into device flags, one per loss name (no host sync here)."""
-        for name, value in losses.items():
-            ok = torch.isfinite(value).all()
-            self.finite[name] = ok if name not in self.finite else self.finite[name] & ok
+        track_losses(self, losses)
+
+
+def track_losses(run, losses: dict[str, torch.Tensor]) -> None:
+    """Fold the losses' finiteness into device flags, one per loss name (no host sync here); keep a copy of
+    them when ``run.keep_losses`` (a step whose losses TensorBoard logs: a copy, because a CUDA-graph replay
+    overwrites its outputs in place)."""
+    for name, value in losses.items():
+        ok = torch.isfinite(value).all()
+        run.finite[name] = ok if name not in run.finite else run.finite[name] & ok
+        if run.keep_losses:
+            run.last_losses[name] = value.detach().clone()
+
+
+def episode_state(run) -> dict | None:
+    """The episode in progress of ``run`` (a RunState or one run of a stack), for its checkpoint."""
+    if run.obs is None:
+        return None
+    return dict(obs=np.array(run.obs, copy=True), actor=int(run.actor), start=int(run.episode_start),
+                ep_return=float(run.ep_return), length=int(run.ep_length), env=env_state(run.env))
 
 
 def new_state(cfg: TrainConfig, *, peer_optimizer: bool, frozen=None) -> RunState:
@@ -116,7 +147,7 @@ def state_dict(run: RunState) -> dict:
         rng=dict(numpy=run.np_rng.bit_generator.state, python=random.getstate(), torch=torch.get_rng_state(),
                  device=run.gen.get_state()),
         step=run.step, episode=run.episode, wall_time=run.wall_time, member_returns=run.member_returns,
-        episode_log=run.episode_log, eval_log=run.eval_log, phase_log=run.phase_log,
+        episode_log=run.episode_log, eval_log=run.eval_log, phase_log=run.phase_log, in_progress=episode_state(run),
     )
 
 
@@ -182,4 +213,5 @@ def restore_progress(run, state: dict) -> None:
     run.wall_time = float(state.get("wall_time", 0.0))
     run.member_returns = state["member_returns"]
     run.episode_log, run.eval_log, run.phase_log = state["episode_log"], state["eval_log"], state["phase_log"]
+    run.saved_episode = state.get("in_progress")  # None in a format-2 checkpoint
     run.last_checkpoint_step = run.step

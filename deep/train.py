@@ -12,10 +12,16 @@ PIEKD, Alg. 1 (Hong et al.), on SAC; ``plan`` holds the method's steps (``deep.m
             every checkpoint_every steps: NaN/inf check, then an atomic checkpoint
         at the episode's end: append its return to R_{k_e}
 
+Signals: SIGTERM and SIGINT (Ctrl-C) stop the run at the end of the current env step (its updates, phase
+and evaluation done), write a checkpoint at that step and raise :class:`Interrupted`, whose one-line message
+is the ``distlab train ... --resume --out DIR`` command that continues it; a second signal stops at once.
+A resumed run continues the episode in progress (``deep.state``), so it is the uninterrupted run.
+
 Outputs in ``out``: ``eval.parquet`` (step, member, mean/std of deterministic returns, best/worst member,
 env_steps, wall_time_s, compile_mode: the torch.compile mode the update actually ran in; with a frozen teacher also ``kl_student_states``, ``kl_teacher_states`` and
 ``teacher_return``), ``episodes.parquet`` (with ``wall_time_s`` at the episode's end: ``distlab bench``
-measures steps/s between episode ends), ``phases.parquet``, ``checkpoint.pt``.
+measures steps/s between episode ends), ``phases.parquet``, ``checkpoint.pt``, and with the ``distlab[tb]``
+extra TensorBoard scalars in ``tb/`` (``deep.tblog``).
 
 Run directories (:func:`prepare_run_dir`): a fresh run refuses a directory that already holds a run
 unless ``overwrite``; ``resume`` needs a checkpoint there and may extend a finished run to more steps.
@@ -23,7 +29,11 @@ unless ``overwrite``; ``resume`` needs a checkpoint there and may extend a finis
 
 from __future__ import annotations
 
+import shlex
+import signal
+import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +42,19 @@ import torch
 
 from deep.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, temporary_path
 from deep.config import ConfigError, TrainConfig
-from deep.envs import evaluate_policies, to_env_action
+from deep.envs import evaluate_policies, restore_env_state, to_env_action
 from deep.kl import gaussian_kl, squashed_sample
 from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, method_of, plan_of, resolve
 from deep.state import RunState, check_same_run, load_state, new_state, state_dict
+from deep.tblog import open_log
 from deep.teacher_file import load_teacher, policy_returns
 
-__all__ = ["train", "run_cell", "append_eval_rows", "TrainingDiverged", "RunDirError", "WARMUP_ACTOR", "TEACHER_ACTOR", "default_run_dir",
-           "prepare_run_dir", "RUN_FILES"]
+__all__ = ["train", "run_cell", "append_eval_rows", "TrainingDiverged", "RunDirError", "Interrupted", "WARMUP_ACTOR", "TEACHER_ACTOR",
+           "default_run_dir", "prepare_run_dir", "remove_paths", "RUN_FILES", "TB_DIR", "resume_command", "StopSignals", "Progress", "new_episode",
+           "record_step", "continue_episode"]
 
 RUN_FILES = (CHECKPOINT_NAME, "eval.parquet", "episodes.parquet", "phases.parquet")
+TB_DIR = "tb"  # TensorBoard's folder (deep.tblog): replaced with the run by --overwrite, kept by --resume
 
 
 class TrainingDiverged(FloatingPointError):
@@ -56,6 +69,117 @@ class _Killed(RuntimeError):
     """Raised by ``stop_at`` to simulate a killed process (tests)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT stopped the run at a safe point; a checkpoint at that step was written first.
+
+    A KeyboardInterrupt, not an Exception: code that catches Exception to record a failed cell and go on
+    (a study's runner) must stop, as the user asked. The message is one line ending in the command that
+    resumes the run; ``exit_code`` is the shell's convention for death by that signal (128 + its number).
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM, step: int = 0):
+        super().__init__(message)
+        self.signum, self.step = int(signum), int(step)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class StopSignals:
+    """While a run trains, SIGTERM and SIGINT only ask it to stop (``signum``), so that the loop can finish
+    the current env step and checkpoint; a second signal acts as without this handler (stops at once, the
+    last checkpoint stays). Installed only in the main thread (Python allows no handler elsewhere), and the
+    previous handlers come back on exit."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+            return
+        self._restore()
+        signal.raise_signal(signum)
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+
+def resume_command(cfg: TrainConfig, seeds: list[int] | None = None) -> str:
+    """The ``distlab train`` command that resumes the run of ``cfg`` (the config as given, before
+    ``resolve``): every setting that differs from its default (a resumed run must keep its settings),
+    ``--seeds`` for stacked runs, then ``--resume --out DIR``."""
+    default = TrainConfig()
+    parts = ["distlab", "train"]
+    for prefix, mine, ref in (("--", cfg, default), ("--sac-", cfg.sac, default.sac)):
+        for f in fields(mine):
+            value = getattr(mine, f.name)
+            if f.name in ("sac", "out") or value is None or value == getattr(ref, f.name):
+                continue
+            flag = prefix + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                parts.append(flag if value else "--no-" + flag[2:])
+                continue
+            parts += [flag, shlex.quote(",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value))]
+    if seeds is not None:
+        parts += ["--seeds", ",".join(map(str, seeds))]
+    return " ".join(parts + ["--resume", "--out", shlex.quote(str(cfg.out))])
+
+
+def interrupted(signum: int, step: int, out, command: str) -> Interrupted:
+    """The exception (and its one line) of a run stopped by ``signum`` at ``step``."""
+    name = signal.Signals(signum).name
+    if out is None:
+        return Interrupted(f"interrupted by {name} at env step {step}; nothing saved (the run has no --out)", signum, step)
+    return Interrupted(f"interrupted by {name} at env step {step}, checkpoint written in {out}; resume with: {command}",
+                       signum, step)
+
+
+class Progress:
+    """The progress bar: env steps done, ONE rate (env steps per second, measured by the loop, the number
+    TensorBoard's charts/SPS gets too) and the last evaluation's best and worst member. tqdm's own rate is
+    left out of the bar: it counts loop iterations, which are not env steps for stacked runs."""
+
+    FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+
+    def __init__(self, cfg: TrainConfig, initial: int, desc: str):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=cfg.steps, initial=initial, disable=not cfg.progress, unit="step", desc=desc,
+                        dynamic_ncols=True, mininterval=1.0, bar_format=self.FORMAT)
+        self.rate, self.evaluation = "", ""
+
+    def evaluated(self, mean_returns) -> None:
+        self.evaluation = f"best {max(mean_returns):.1f}, worst {min(mean_returns):.1f}"
+        self._show()
+
+    def advance(self, step: int, env_steps_per_s: float) -> None:
+        self.bar.update(step - self.bar.n)
+        self.rate = f"{env_steps_per_s:.0f} env steps/s"
+        self._show()
+
+    def _show(self) -> None:
+        self.bar.set_postfix_str(", ".join(part for part in (self.rate, self.evaluation) if part), refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def default_run_dir(cfg: TrainConfig, root: str | Path = "results/deep") -> Path:
     """``ROOT/ENV_METHOD[_RULE]_sSEED``: where a run without ``--out`` writes."""
     rule = f"_{cfg.rule}" if cfg.rule else ""
@@ -67,7 +191,7 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> list[Path]:
     has passed (nothing is touched here).
 
     Fresh run: ``out`` must not hold a run (its checkpoint or tables) unless ``overwrite``, which then
-    deletes them. Resume: ``out`` must hold a checkpoint. Temporary files a kill left behind during a write
+    deletes them and their TensorBoard folder. Resume: ``out`` must hold a checkpoint. Temporary files a kill left behind during a write
     (``checkpoint.pt.tmp``, the tables' ``.NAME.XXXX.tmp``) are deleted in both cases: they are never read.
     """
     if resume and overwrite:
@@ -83,9 +207,20 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> list[Path]:
     elif existing and not overwrite:
         raise RunDirError(f"{out} already holds a run ({', '.join(existing)}); continue it with --resume, "
                           "replace it with --overwrite, or choose another --out")
-    doomed = [out / name for name in existing] if not resume else []
+    doomed = [out / name for name in existing + [TB_DIR]] if not resume else []
     doomed += [temporary_path(out / CHECKPOINT_NAME)] + [p for name in RUN_FILES[1:] for p in out.glob(f".{name}.*.tmp")]
     return [p for p in doomed if p.exists()]
+
+
+def remove_paths(paths: list[Path]) -> None:
+    """Delete the files (and the TensorBoard folder) :func:`prepare_run_dir` named."""
+    import shutil
+
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 # ---------------------------------------------------------------------------------------- small helpers of the loop
@@ -107,6 +242,60 @@ def check_finite(run: RunState) -> None:
                  if run.last_checkpoint_step is not None else "no checkpoint had been written yet")
         raise TrainingDiverged(f"the {', '.join(bad)} loss became NaN or inf before env step {run.step} "
                                f"({cfg.method} on {cfg.env}, seed {cfg.seed}); training stopped, {where}")
+
+
+def new_episode(run, plan) -> None:
+    """Reset the env (seed from the run's numpy RNG) and pick the episode's actor (a RunState or one run of a stack)."""
+    run.obs, _ = run.env.reset(seed=int(run.np_rng.integers(2**31)))
+    run.actor = choose_actor(run, plan)
+    run.episode_start, run.ep_return, run.ep_length = run.step, 0.0, 0
+
+
+def continue_episode(run, plan) -> None:
+    """Where the loop starts: the checkpoint's episode in progress exactly where it stopped (simulator, env
+    RNG, time-limit counter, observation, actor, return and length so far), else a new episode (a fresh
+    run, a format-2 checkpoint, or an env whose simulator state cannot be saved: ``deep.envs.env_state``)."""
+    saved, run.saved_episode = run.saved_episode, None
+    if saved is None or saved["env"] is None:
+        if saved is not None:
+            import warnings
+
+            warnings.warn(f"{run.cfg.env}: its simulator state is not in the checkpoint; the resumed run starts a new episode")
+        new_episode(run, plan)
+        return
+    restore_env_state(run.env, saved["env"])
+    run.obs, run.actor, run.episode_start = saved["obs"], saved["actor"], saved["start"]
+    run.ep_return, run.ep_length = saved["ep_return"], saved["length"]
+
+
+def record_step(run, plan, next_obs, reward: float, terminated: bool, truncated: bool, wall: float) -> None:
+    """After an env step of ``run`` (``run.step`` already counts it): the episode's bookkeeping; at its end the
+    episode log row (and its return for the election, if a member acted after warm-up) and a new episode."""
+    run.obs = next_obs
+    run.ep_return += float(reward)
+    run.ep_length += 1
+    if not (terminated or truncated):
+        return
+    from_policy = run.episode_start >= run.cfg.sac.warmup_steps
+    if from_policy and run.actor >= 0:
+        run.member_returns[run.actor].append(run.ep_return)
+    row = dict(step=run.step, episode=run.episode, actor=run.actor if from_policy else WARMUP_ACTOR,
+               episode_return=run.ep_return, length=run.ep_length, terminated=bool(terminated), wall_time_s=wall)
+    run.episode_log.append(row)
+    if run.tb is not None:
+        run.tb.episode(row)
+    run.episode += 1
+    new_episode(run, plan)
+
+
+def log_losses(run, ens) -> None:
+    """TensorBoard: the losses kept at this step (summed over members) and every member's temperature
+    (one host sync, at the coarse interval of the NaN check)."""
+    if run.tb is None or not run.last_losses:
+        return
+    run.tb.losses(run.step, {name: float(value) for name, value in run.last_losses.items()})
+    run.last_losses = {}
+    run.tb.alphas(run.step, ens.log_alpha.exp().tolist())
 
 
 def choose_actor(run: RunState, plan) -> int:
@@ -167,11 +356,14 @@ def append_eval_rows(run, returns: np.ndarray, extra: list[dict], compile_ran: s
     """One eval-log row per member from its deterministic returns (K, episodes) and extra columns."""
     cfg = run.cfg
     means = returns.mean(1)
-    for m in range(cfg.k):
-        run.eval_log.append(dict(step=run.step, member=m, width=cfg.widths[m], mean_return=float(means[m]),
-                                 std_return=float(returns[m].std()), episodes=cfg.eval_episodes,
-                                 is_best=bool(m == int(np.argmax(means))), is_worst=bool(m == int(np.argmin(means))),
-                                 env_steps=run.step, wall_time_s=float(run.wall_time), compile_mode=compile_ran, **extra[m]))
+    rows = [dict(step=run.step, member=m, width=cfg.widths[m], mean_return=float(means[m]),
+                 std_return=float(returns[m].std()), episodes=cfg.eval_episodes,
+                 is_best=bool(m == int(np.argmax(means))), is_worst=bool(m == int(np.argmin(means))),
+                 env_steps=run.step, wall_time_s=float(run.wall_time), compile_mode=compile_ran, **extra[m])
+            for m in range(cfg.k)]
+    run.eval_log.extend(rows)
+    if run.tb is not None:
+        run.tb.evaluation(rows)
 
 
 def tables(run: RunState) -> dict[str, pd.DataFrame]:
@@ -227,8 +419,7 @@ def start(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
                           f"{cfg.env} has {(run.obs_dim, run.act_dim)}")
     if saved is not None:
         load_state(run, saved)
-    for path in doomed:  # every check passed: now (and only now) the directory changes
-        path.unlink()
+    remove_paths(doomed)  # every check passed: now (and only now) the directory changes
     return run, plan_of(cfg)
 
 
@@ -238,71 +429,74 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, st
     ``resume``: continue the run in ``cfg.out`` from its checkpoint to ``cfg.steps`` (which may exceed the
     original step count). ``overwrite``: replace a run already in ``cfg.out``. ``stop_at``: stop abruptly
     (as if killed) once this many env steps are done; for tests. Raises ``ConfigError`` / ``RunDirError`` /
-    ``CheckpointError`` before any work, ``TrainingDiverged`` on NaN/inf losses.
+    ``CheckpointError`` before any work, ``TrainingDiverged`` on NaN/inf losses, ``Interrupted`` after a
+    SIGTERM/SIGINT (checkpoint written).
     """
+    command = resume_command(cfg)
     run, plan = start(cfg, resume=resume, overwrite=overwrite)
     cfg, s = run.cfg, run.cfg.sac
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress, unit="step",
-               desc=f"{cfg.method} {cfg.env} s{cfg.seed}", dynamic_ncols=True, mininterval=1.0)
-    obs, _ = run.env.reset(seed=int(run.np_rng.integers(2**31)))
-    actor = choose_actor(run, plan)
-    episode_start, ep_return, ep_length = run.step, 0.0, 0
+    bar = Progress(cfg, run.step, f"{cfg.method} {cfg.env} s{cfg.seed}")
+    run.tb = open_log(cfg.out, cfg.tensorboard, run.step)
+    continue_episode(run, plan)
     t0, s0, wall0 = time.perf_counter(), run.step, run.wall_time
     try:
-        while run.step < cfg.steps:
-            # ---- act and store
-            action = act(run, obs, actor)
-            next_obs, reward, terminated, truncated, _ = run.env.step(to_env_action(action, run.env.action_space))
-            warm = run.step < s.warmup_steps
-            run.buffer.add(obs, action, float(reward), next_obs, bool(terminated), WARMUP_ACTOR if warm else actor)
-            obs = next_obs
-            ep_return += float(reward)
-            ep_length += 1
-            run.step += 1
-            if terminated or truncated:
-                from_policy = episode_start >= s.warmup_steps
-                if from_policy and actor >= 0:
-                    run.member_returns[actor].append(ep_return)
-                run.episode_log.append(dict(step=run.step, episode=run.episode, actor=actor if from_policy else WARMUP_ACTOR,
-                                            episode_return=ep_return, length=ep_length, terminated=bool(terminated),
-                                            wall_time_s=wall0 + time.perf_counter() - t0))
-                run.episode += 1
-                obs, _ = run.env.reset(seed=int(run.np_rng.integers(2**31)))
-                actor = choose_actor(run, plan)
-                episode_start, ep_return, ep_length = run.step, 0.0, 0
-            # ---- learn: the method's steps
-            if run.step >= s.warmup_steps:
-                for _ in range(s.updates_per_step):
-                    plan.update(run)
-                if plan.peer_step is not None:
-                    plan.peer_step(run)
-                if (plan.phase is not None and run.step >= cfg.distill_start
-                        and (run.step - cfg.distill_start) % cfg.distill_interval == 0):
-                    plan.phase(run, plan)
-            # ---- measure, save
-            run.wall_time = wall0 + time.perf_counter() - t0
-            if run.step % cfg.nan_check_every == 0:
-                check_finite(run)
-            if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
-                check_finite(run)
-                evaluate(run)
-                write_tables(run)
-                latest = [r["mean_return"] for r in run.eval_log if r["step"] == run.step]
-                bar.set_postfix(best=f"{max(latest):.1f}", worst=f"{min(latest):.1f}", refresh=False)
-            if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
-                checkpoint(run)
-            if run.step % 100 == 0 or run.step == cfg.steps:
-                bar.update(run.step - bar.n)
-                bar.set_description(f"{cfg.method} {cfg.env} s{cfg.seed} {(run.step - s0) / (time.perf_counter() - t0):.0f} steps/s", refresh=False)
-            if stop_at is not None and run.step >= stop_at:
-                raise _Killed(f"stopped at step {run.step} (stop_at)")
+        with StopSignals() as stop:
+            while run.step < cfg.steps:
+                # ---- act and store
+                action = act(run, run.obs, run.actor)
+                next_obs, reward, terminated, truncated, _ = run.env.step(to_env_action(action, run.env.action_space))
+                warm = run.step < s.warmup_steps
+                run.buffer.add(run.obs, action, float(reward), next_obs, bool(terminated), WARMUP_ACTOR if warm else run.actor)
+                run.step += 1
+                record_step(run, plan, next_obs, reward, terminated, truncated, wall0 + time.perf_counter() - t0)
+                # ---- learn: the method's steps
+                if run.step >= s.warmup_steps:
+                    run.keep_losses = run.tb is not None and run.step % cfg.nan_check_every == 0
+                    for _ in range(s.updates_per_step):
+                        plan.update(run)
+                    if plan.peer_step is not None:
+                        plan.peer_step(run)
+                    if (plan.phase is not None and run.step >= cfg.distill_start
+                            and (run.step - cfg.distill_start) % cfg.distill_interval == 0):
+                        plan.phase(run, plan)
+                    run.keep_losses = False
+                # ---- measure, save
+                run.wall_time = wall0 + time.perf_counter() - t0
+                if run.step % cfg.nan_check_every == 0:
+                    check_finite(run)
+                    log_losses(run, run.ens)
+                if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
+                    check_finite(run)
+                    evaluate(run)
+                    write_tables(run)
+                    bar.evaluated([r["mean_return"] for r in run.eval_log if r["step"] == run.step])
+                if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
+                    checkpoint(run)
+                if run.step % 100 == 0 or run.step == cfg.steps:
+                    rate = (run.step - s0) / (time.perf_counter() - t0)
+                    bar.advance(run.step, rate)
+                    if run.tb is not None:
+                        run.tb.speed(run.step, rate)
+                if stop.signum is not None:
+                    stop_here(run, stop.signum, command)
+                if stop_at is not None and run.step >= stop_at:
+                    raise _Killed(f"stopped at step {run.step} (stop_at)")
     finally:
         bar.close()
         run.env.close()
+        if run.tb is not None:
+            run.tb.close()
     write_tables(run)
     return tables(run)
+
+
+def stop_here(run: RunState, signum: int, command: str) -> None:
+    """After a signal: checkpoint this step (unless just done) and the tables, then raise Interrupted."""
+    if run.cfg.out is not None:
+        if run.last_checkpoint_step != run.step:
+            checkpoint(run)
+        write_tables(run)
+    raise interrupted(signum, run.step, run.cfg.out, command)
 
 
 def run_cell(cell: dict) -> pd.DataFrame:
