@@ -21,6 +21,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from distlab.plugins import PLUGIN_HELP
+
 __all__ = ["register", "train_options"]
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | None": Optional[int], "float | None": Optional[float],
@@ -61,6 +63,16 @@ def train_options() -> list[tuple[str, inspect.Parameter]]:
     return out
 
 
+def _load_plugins(specs: list[str] | None) -> None:
+    """``--plugin``: load the user's rules (and installed ``distlab.rules`` entry points) before the run."""
+    from distlab.plugins import PluginError, load_plugins
+
+    try:
+        load_plugins(specs)
+    except PluginError as err:
+        raise typer.BadParameter(str(err), param_hint="--plugin") from None
+
+
 def _fail(err: Exception) -> typer.Exit:
     typer.echo(f"error: {err}", err=True)
     return typer.Exit(1)
@@ -83,6 +95,7 @@ def register(app: typer.Typer) -> None:
         from deep.train import Interrupted, RunDirError, TrainingDiverged, default_run_dir, train as train_run
 
         resume, overwrite, sets, seeds = kwargs.pop("resume"), kwargs.pop("overwrite"), kwargs.pop("set_"), kwargs.pop("seeds")
+        _load_plugins(kwargs.pop("plugin"))  # before the config checks --rule against the registry
         settings = {key: kwargs[param.name] for key, param in options}
         try:
             cfg = with_overrides(TrainConfig(), **{**settings, **_parse_set(sets)})  # --set wins over the named options
@@ -116,6 +129,8 @@ def register(app: typer.Typer) -> None:
                                         "ensemble (e.g. 0-4 or 0,2,5); they write OUT/seed_N/ as single runs (deep.seeds)")]),
         inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Optional[list[str]], typer.Option("--set", help="any setting, KEY=VALUE (e.g. sac.width=64, distill_interval=2000)")]),
+        inspect.Parameter("plugin", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[list[str]], typer.Option("--plugin", help=PLUGIN_HELP)]),
     ]
     train.__signature__ = inspect.Signature([p for _, p in options] + extra)
     app.command("train")(train)

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from distlab.plugins import PLUGIN_HELP
+
 app = typer.Typer(
     help="distlab: policy distillation in RL, exactly on tabular MDPs and with ensemble SAC on MuJoCo.",
     no_args_is_help=True,
@@ -59,9 +61,17 @@ def bench(
 
 
 @app.command("rules")
-def list_rules():
-    """List the registered distillation update rules with their components."""
+def list_rules(
+    plugin: Annotated[Optional[list[str]], typer.Option("--plugin", help=PLUGIN_HELP)] = None,
+):
+    """List the registered distillation update rules with their components (yours too, with --plugin)."""
     from distlab import rules
+    from distlab.plugins import PluginError, load_plugins
+
+    try:
+        load_plugins(plugin)
+    except PluginError as err:
+        raise typer.BadParameter(str(err), param_hint="--plugin") from None
 
     for name in rules.names():
         r = rules.get(name)

@@ -24,13 +24,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["STUDIES", "SCALES", "names", "get", "describe", "run_study", "results_path", "tabular_names", "compile_notice",
-           "warm_kernel_cache"]
+__all__ = ["STUDIES", "SCALES", "RULE_AXES", "names", "get", "describe", "run_study", "results_path", "rule_axis",
+           "studies_with_rule_axis", "with_rules", "tabular_names", "compile_notice", "warm_kernel_cache"]
 
 # name -> module (imported lazily: a study may pull in heavy kernels)
 STUDIES = {
@@ -45,6 +45,8 @@ STUDIES = {
     "mujoco-rules": "deep.rules_study",
 }
 SCALES = ("smoke", "quick", "full")
+# The Config fields that are a study's rule axis: a tuple of rules ("rules") or the one rule it runs ("rule").
+RULE_AXES = ("rules", "rule")
 
 
 def names() -> list[str]:
@@ -66,6 +68,44 @@ def describe(name: str) -> str:
 def results_path(out: str | Path, name: str, scale: str) -> Path:
     """``<out>/<scale>/<name>/results.parquet``: where :func:`run_study` writes its table."""
     return Path(out) / scale / name / "results.parquet"
+
+
+def rule_axis(name: str) -> str | None:
+    """The field of study ``name``'s ``Config`` that holds the rules it runs (see :data:`RULE_AXES`), or None
+    for a study whose rules are fixed roles (dual's DPD against RL) or that runs no rule (multi-teacher)."""
+    config_fields = {f.name for f in fields(get(name).Config)}
+    return next((axis for axis in RULE_AXES if axis in config_fields), None)
+
+
+def studies_with_rule_axis() -> list[str]:
+    return [n for n in STUDIES if rule_axis(n) is not None]
+
+
+def with_rules(name: str, config, rule_names: Sequence[str]):
+    """``config`` of study ``name`` running ``rule_names`` instead of its own rules (``--rule``).
+
+    ``ValueError`` naming the valid choices for an unknown rule, for a study without a rule axis, and
+    for more than one rule where the study runs one."""
+    from distlab import rules
+
+    rule_names = list(rule_names)
+    axis = rule_axis(name)
+    if axis is None:
+        raise ValueError(f"study {name!r} has no rule axis, so it takes no --rule; studies with one: "
+                         f"{', '.join(studies_with_rule_axis())}")
+    if not rule_names:
+        raise ValueError("give at least one rule")
+    for rule in rule_names:
+        rules.get(rule)  # ValueError listing the registered rules
+    if len(set(rule_names)) != len(rule_names):
+        raise ValueError(f"a rule is given twice: {', '.join(rule_names)}")
+    if axis == "rule":
+        if len(rule_names) != 1:
+            raise ValueError(f"study {name!r} runs one rule at a time (its config's 'rule'); got {len(rule_names)}: "
+                             f"{', '.join(rule_names)}; studies that take several: "
+                             f"{', '.join(n for n in STUDIES if rule_axis(n) == 'rules')}")
+        return replace(config, rule=rule_names[0])
+    return replace(config, rules=tuple(rule_names))
 
 
 def tabular_names() -> list[str]:

@@ -7,6 +7,18 @@ from typing import Annotated
 
 import typer
 
+from distlab.plugins import PLUGIN_HELP
+
+
+def _load_plugins(specs: list[str] | None) -> None:
+    """Load the user's rules (--plugin, installed entry points) before a command looks up any rule."""
+    from distlab.plugins import PluginError, load_plugins
+
+    try:
+        load_plugins(specs)
+    except PluginError as err:
+        raise typer.BadParameter(str(err), param_hint="--plugin") from None
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``study`` and ``figure`` commands to the distlab CLI."""
@@ -21,10 +33,14 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int | None, typer.Option(help="parallel cells (default: the number of cores)")] = None,
         ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local instance)")] = None,
         list_: Annotated[bool, typer.Option("--list", help="list the studies, one per line")] = False,
+        rule: Annotated[list[str] | None, typer.Option("--rule", help="run these rules instead of the study's own "
+                                                       "(repeatable; studies with a rule axis, e.g. control, chain)")] = None,
+        plugin: Annotated[list[str] | None, typer.Option("--plugin", help=PLUGIN_HELP)] = None,
     ):
         """Run a study (a grid of cells, resumable: a rerun skips finished cells) and write its tidy table."""
         from distlab import studies
 
+        _load_plugins(plugin)
         if list_:
             for n in studies.names():
                 typer.echo(f"{n:14s} {studies.describe(n)}")
@@ -34,8 +50,14 @@ def register(app: typer.Typer) -> None:
         if name not in studies.STUDIES:
             raise typer.BadParameter(f"unknown study {name!r}; valid studies: {', '.join(studies.names())}", param_hint="NAME")
         scale = "smoke" if smoke else "quick" if quick else "full"
+        config = None
+        if rule:
+            try:
+                config = studies.with_rules(name, studies.get(name).CONFIGS[scale], rule)
+            except ValueError as err:
+                raise typer.BadParameter(str(err), param_hint="--rule") from None
         try:
-            table = studies.run_study(name, scale, out, backend=backend, workers=workers, ray_address=ray_address)
+            table = studies.run_study(name, scale, out, backend=backend, workers=workers, ray_address=ray_address, config=config)
         except ValueError as err:
             raise typer.BadParameter(str(err)) from None
         typer.echo(f"{len(table)} rows -> {studies.results_path(out, name, scale)}")
