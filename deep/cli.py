@@ -1,7 +1,8 @@
 """``distlab train``, ``sweep``, ``export-teacher`` and ``evaluate``: thin typer wrappers over ``deep``.
 
 ``distlab train``'s options are generated from the fields of :class:`deep.config.TrainConfig` (and
-``--sac-NAME`` from :class:`deep.config.SACConfig`), with each field's help text: a new hyperparameter is
+``--sac-NAME`` / ``--mapping-NAME`` from :class:`deep.config.SACConfig` / :class:`deep.config.RuleMapping`),
+with each field's help text: a new hyperparameter is
 one line in ``deep/config.py`` (CleanRL's dataclass-as-CLI). ``--set KEY=VALUE`` still overrides any
 setting. Argument problems exit 2 ("Invalid value", naming the option); a refused run directory, a
 damaged checkpoint or a diverged run exits 1 with one line ``error: ...``; a run stopped by SIGTERM/SIGINT
@@ -44,13 +45,15 @@ def _parse_set(items: list[str] | None) -> dict:
 
 
 def train_options() -> list[tuple[str, inspect.Parameter]]:
-    """(setting key, typer parameter) for every TrainConfig / SACConfig field: the options of ``distlab train``."""
-    from deep.config import SACConfig, TrainConfig
+    """(setting key, typer parameter) for every TrainConfig field and nested option group field (SACConfig,
+    RuleMapping): the options of ``distlab train``."""
+    from deep.config import NESTED, TrainConfig
 
     out = []
-    for prefix, cls in (("", TrainConfig), ("sac.", SACConfig)):
+    panels = {"sac.": "SAC", "mapping.": "Rule mapping (deep.distill)"}
+    for prefix, cls in (("", TrainConfig), *((f"{name}.", cls) for name, cls in NESTED.items())):
         for f in fields(cls):
-            if f.name == "sac":
+            if f.name in NESTED:
                 continue
             flag = "--" + (prefix.rstrip(".") + "-" if prefix else "") + f.name.replace("_", "-")
             kind = _TYPES[str(f.type)]
@@ -58,7 +61,7 @@ def train_options() -> list[tuple[str, inspect.Parameter]]:
             default = f.default if f.default is not MISSING else None
             param = inspect.Parameter(prefix.replace(".", "_") + f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                       annotation=Annotated[kind, typer.Option(decl, help=f.metadata.get("help", ""),
-                                                                              rich_help_panel="SAC" if prefix else None)])
+                                                                              rich_help_panel=panels.get(prefix))])
             out.append((prefix + f.name, param))
     return out
 

@@ -5,6 +5,10 @@ Table 1): 2 x 256 ReLU MLPs, Adam 3e-4, batch 256, gamma 0.99, tau 0.005, automa
 towards the target entropy -|A|, one gradient step per environment step (per ensemble member), and
 10k uniformly random warm-up steps.
 
+``RuleMapping``: how a taxonomy rule becomes a SAC update (``deep.distill``): every choice the paper does
+not fix (weights, temperature, n-distill's correction, the td score's critic, "+r" on a td score, soft or
+hard values in a gate, warm-up data under teacher control), each default documented as a choice.
+
 ``TrainConfig``: what one run is (environment, method, ensemble, distillation schedule, evaluation,
 checkpointing). PIEKD defaults (Hong et al., Sec. 5.1): K = 3, distillation interval I = 5000 env steps,
 performance window M = 5 episodes, distillation from step 10k. DPD defaults (Lai et al., Sec. 4.2): K = 2,
@@ -21,7 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-__all__ = ["SACConfig", "TrainConfig", "ConfigError", "ELECTIONS", "DISTILL_MODES", "SCHEDULES", "COMPILE_MODES",
+__all__ = ["SACConfig", "RuleMapping", "TrainConfig", "NESTED", "TEMPERATURES", "ND_CORRECTIONS", "TD_CRITICS",
+           "TD_PLUS_R", "VALUE_GATES", "TEACHER_WARMUPS", "ConfigError", "ELECTIONS", "DISTILL_MODES", "SCHEDULES", "COMPILE_MODES",
            "DPD_WEIGHTS", "DPD_STATES", "with_overrides", "check_values", "parse_widths", "option_help"]
 
 ELECTIONS = ("best", "random", "epsilon-greedy", "ucb1", "thompson")
@@ -30,6 +35,12 @@ SCHEDULES = ("auto", "periodic", "every-step")
 COMPILE_MODES = ("none", "default", "reduce-overhead")
 DPD_WEIGHTS = ("indicator", "exp")
 DPD_STATES = ("peer", "recent")
+TEMPERATURES = ("auto", "fixed", "none")
+ND_CORRECTIONS = ("hx", "kl")
+TD_CRITICS = ("learned", "teacher")
+TD_PLUS_R = ("average", "separate")
+VALUE_GATES = ("soft", "hard")
+TEACHER_WARMUPS = ("include", "exclude")
 
 
 class ConfigError(ValueError):
@@ -63,6 +74,53 @@ class SACConfig:
 
 
 @dataclass(frozen=True)
+class RuleMapping:
+    """How a rule of ``distlab.rules`` becomes a SAC update (``deep.distill``, issue 15): the choices the
+    taxonomy paper does not fix for continuous actions and function approximation. Each default is the
+    reading the study ran with before these were options, kept so that results stay comparable; the
+    ``mujoco-rules`` checks (``deep.rules_study.CHECKS``) move each one that could flip a verdict.
+
+    * weights: Eq. 1 adds the loss gradient and the score-function term with weight 1 each, and "+R"
+      adds r to rhat with weight 1 (Table 1); distlab keeps 1, 1, 1.
+    * temperature: SAC's tuned alpha (``auto``, target ``sac.target_entropy``) is distlab's default for
+      every rule whose critic carries a return, because the student is a SAC agent; Table 1 has no
+      student-entropy term, so ``none`` (alpha = 0 in the rule's values and actor) is the literal reading
+      and ``fixed`` keeps ``sac.init_alpha``.
+    * n-distill's correction: Table 1's reward is -Hx(pi_t(s'), pi_k(s')) (``hx``); ``kl`` drops the
+      teacher's entropy H(pi_t(s')), a term the student cannot change that is unbounded for a squashed
+      Gaussian (it pays the student for reaching states where the teacher saturates).
+    * the td score's critic: ``learned`` (the student's critic regresses on r + gamma V_t(s'), from
+      zero) or ``teacher`` (the teacher's min_j Q_t,j(s, a): the fixed point of that regression when
+      V_t is the teacher's soft value, so the critic the rule converges to, given at once).
+    * "+r" on a td score (score r + V_t plus the rl direction): ``average`` = one learned critic on
+      r + gamma (V_t(s') + V_k(s')) / 2 (distlab's first reading: by algebra the student's own value enters
+      at gamma / 2, so it is not the sum of the two directions); ``separate`` = one critic per direction,
+      the teacher's Q_t for the td direction and the student's own SAC critic (r + gamma V_k) for the
+      return, the actor ascending their mean (the two directions added, up to a factor 2). ``separate``
+      needs ``td_critic=teacher`` (one learned critic per member).
+    * value gate: compares soft values V = min_j Q_j - alpha log pi (``soft``, the SAC critics' own
+      quantity) or hard ones min_j Q_j (``hard``): the teacher's and the student's temperatures differ
+      (e.g. 0.05 against 1 -> 0.3), so soft values compare different objectives.
+    * warm-up data under teacher control: the student's first ``sac.warmup_steps`` transitions are uniform
+      random actions; ``include`` keeps them in the teacher-controlled rule's minibatches (as every other
+      rule's), ``exclude`` draws that rule's minibatches from the teacher's transitions only (q = pi_t).
+    """
+
+    loss_weight: float = _opt(1.0, "weight of the rule's imitation loss l in the actor loss (Eq. 1: 1)")
+    reward_weight: float = _opt(1.0, "weight of the rule's reward rhat in the critic target (Eq. 1: 1)")
+    env_reward_weight: float = _opt(1.0, "weight of the env reward r where the rule uses it (+r, td scores; Table 1: 1)")
+    temperature: str = _opt("auto", "the student's entropy temperature in a rule's update: auto (SAC's tuning towards "
+                                    "sac.target_entropy), fixed (sac.init_alpha), none (alpha = 0: Table 1's objective)")
+    nd_correction: str = _opt("hx", "n-distill's reward at s': hx (-Hx, Table 1) or kl (-KL: without the teacher's entropy)")
+    td_critic: str = _opt("learned", "critic of the td-teacher-v score: learned (regresses on r + gamma V_t) or teacher (Q_t)")
+    td_plus_r: str = _opt("average", "+r on a td score: average (one critic on r + gamma (V_t + V_k) / 2) or separate "
+                                     "(teacher's Q_t and the student's SAC critic, actor on their mean; needs td_critic=teacher)")
+    value_gate: str = _opt("soft", "values a gate compares: soft (min Q - alpha log pi) or hard (min Q)")
+    teacher_warmup: str = _opt("include", "teacher-controlled rule: include or exclude the uniform warm-up transitions "
+                                          "in its minibatches")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run. ``None`` fields take the method's default (see ``deep.methods.resolve``)."""
 
@@ -75,6 +133,7 @@ class TrainConfig:
     device: str = _opt("cpu", "cpu or cuda[:N]")
     out: str | None = _opt(None, "run directory (tables, checkpoint); default results/deep/ENV_METHOD_sSEED")
     sac: SACConfig = field(default_factory=SACConfig)
+    mapping: RuleMapping = field(default_factory=RuleMapping)
     widths: tuple[int, ...] | None = _opt(None, "per-member hidden widths, e.g. 256,1024 (CIKD Sec. 5.5)", parse="widths")
     # ---- distillation (PIEKD, Hong et al. Alg. 1; rules of distlab.rules)
     rule: str | None = _opt(None, "distillation rule of `distlab rules` replacing PIEKD's KL + critic-L2 step")
@@ -115,14 +174,18 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> TrainConfig:
         """Inverse of ``to_dict``; also reads configs of older versions (fields added since get defaults)."""
         data = dict(data)
-        sac = SACConfig(**data.pop("sac", {}))
+        nested = {name: cls(**data.pop(name, {})) for name, cls in NESTED.items()}
         if data.get("widths") is not None:
             data["widths"] = tuple(data["widths"])
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s) {sorted(unknown)}; valid: {sorted(known)}")
-        return cls(sac=sac, **data)
+        return cls(**nested, **data)
+
+
+# The nested option groups of TrainConfig: ``--set NAME.field=value``, ``--NAME-field`` on the CLI.
+NESTED = {"sac": SACConfig, "mapping": RuleMapping}
 
 
 def option_help(cls, name: str) -> str:
@@ -144,27 +207,35 @@ def parse_widths(value) -> tuple[int, ...] | None:
 
 
 def with_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
-    """``cfg`` with fields replaced; keys ``sac.<name>`` replace fields of the nested SACConfig."""
-    sac_over = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("sac.")}
-    top = {k: v for k, v in overrides.items() if not k.startswith("sac.")}
-    valid_sac = {f.name for f in fields(SACConfig)}
-    bad = set(sac_over) - valid_sac
-    if bad:
-        raise ConfigError(f"unknown SAC setting(s) {sorted(bad)}; valid: {sorted(valid_sac)}")
-    valid_top = {f.name for f in fields(TrainConfig)} - {"sac"}
+    """``cfg`` with fields replaced; keys ``sac.<name>`` / ``mapping.<name>`` replace fields of the nested
+    SACConfig / RuleMapping."""
+    nested = {name: {} for name in NESTED}
+    top = {}
+    for key, value in overrides.items():
+        head, dot, tail = key.partition(".")
+        if dot and head in NESTED:
+            nested[head][tail] = value
+        else:
+            top[key] = value
+    for name, cls in NESTED.items():
+        valid = {f.name for f in fields(cls)}
+        bad = set(nested[name]) - valid
+        if bad:
+            raise ConfigError(f"unknown {name} setting(s) {sorted(bad)}; valid: {sorted(valid)}")
+    valid_top = {f.name for f in fields(TrainConfig)} - set(NESTED)
     bad = set(top) - valid_top
     if bad:
         raise ConfigError(f"unknown training setting(s) {sorted(bad)}; valid: {sorted(valid_top)}")
     if "widths" in top:
         top["widths"] = parse_widths(top["widths"])
-    return replace(cfg, sac=replace(cfg.sac, **sac_over), **top)
+    return replace(cfg, **{name: replace(getattr(cfg, name), **nested[name]) for name in NESTED}, **top)
 
 
 def _typed(obj, prefix: str) -> None:
     """ConfigError if a field holds a value of the wrong type (e.g. ``--set sac.lr=fast``)."""
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if f.name == "sac" or value is None:
+        if f.name in NESTED or value is None:
             continue
         kind = str(f.type)
         name = f"{prefix}{f.name}"
@@ -182,6 +253,7 @@ def check_values(cfg: TrainConfig) -> None:
     """Value checks that need no method or environment (ConfigError naming the option and the valid range)."""
     _typed(cfg, "")
     _typed(cfg.sac, "sac.")
+    _typed(cfg.mapping, "mapping.")
 
     def choice(name, valid):
         if getattr(cfg, name) not in valid:
@@ -219,5 +291,21 @@ def check_values(cfg: TrainConfig) -> None:
         raise ConfigError(f"epsilon must be in [0, 1]; got {cfg.epsilon}")
     if not (math.isfinite(cfg.ucb_c) and cfg.ucb_c >= 0):
         raise ConfigError(f"ucb_c must be >= 0; got {cfg.ucb_c}")
+    _check_mapping(cfg.mapping)
     if not cfg.sac.log_std_min < cfg.sac.log_std_max:
         raise ConfigError(f"sac.log_std_min must be < sac.log_std_max; got {cfg.sac.log_std_min}, {cfg.sac.log_std_max}")
+
+
+def _check_mapping(m: RuleMapping) -> None:
+    """ConfigError naming the ``mapping.`` option and its valid values or range."""
+    for name, valid in (("temperature", TEMPERATURES), ("nd_correction", ND_CORRECTIONS), ("td_critic", TD_CRITICS),
+                        ("td_plus_r", TD_PLUS_R), ("value_gate", VALUE_GATES), ("teacher_warmup", TEACHER_WARMUPS)):
+        if getattr(m, name) not in valid:
+            raise ConfigError(f"unknown mapping.{name} {getattr(m, name)!r}; valid: {', '.join(valid)}")
+    for name in ("loss_weight", "reward_weight", "env_reward_weight"):
+        value = getattr(m, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"mapping.{name} must be a finite number >= 0; got {value}")
+    if m.td_plus_r == "separate" and m.td_critic != "teacher":
+        raise ConfigError("mapping.td_plus_r 'separate' needs mapping.td_critic 'teacher' (the deep backend learns one "
+                          "critic per member: the td direction's critic is then the teacher's Q_t)")

@@ -33,18 +33,31 @@ alpha_x log pi_x(a|s), a ~ pi_x(s)``, one sample):
   ``"teacher-v-shaping"`` gamma (1 - term) V_t(s') - V_t(s) (discounted potential shaping).
 * score: ``"return"`` B = V_k(s') (the student's target critics: SAC); ``"td-teacher-v"`` B = V_t(s')
   (bootstrap from the teacher's value, Sec. 4.1); ``"td-v0"`` B = 0. The td scores weight the score by
-  ``r_t + V(s_{t+1})``, so c_env = 1 for them; their "+r" adds the rl direction, i.e. the student's own
-  SAC target: the two directions add, and since the actor gradient is linear in the critic's target we
-  train on their average, B = (V_t(s') + V_k(s')) / 2 (the sum up to a factor 2).
+  ``r_t + V(s_{t+1})``, so c_env = 1 for them. Their critic is the student's, learned on that target
+  (``mapping.td_critic = "learned"``), or the teacher's own min_j Q_t,j (``"teacher"``: the fixed point of
+  the same regression, given). Their "+r" adds the rl direction (the student's own SAC target); with one
+  learned critic (``mapping.td_plus_r = "average"``) distlab trains on the averaged bootstrap
+  B = (V_t(s') + V_k(s')) / 2, which is NOT the two directions added: the critic's fixed point is
+  Q = r + gamma V_t / 2 + gamma V_Q / 2, so the student's own value is discounted at gamma / 2.
+  ``"separate"`` keeps one critic per direction (the teacher's Q_t and the student's SAC critic on
+  r + gamma V_k) and the actor ascends their mean: the two directions added, up to a factor 2.
 * env_reward ("+R"): c_env = 1.
-* gate w(s) multiplying the loss: ``"value"`` 1[V_t(s) > V_k(s)] (Prop. 2); ``"dpd"`` with xi = V_t(s) -
+* weights (``deep.config.RuleMapping``): the loss enters the actor loss times ``loss_weight``, rhat the
+  critic target times ``reward_weight``, r times ``env_reward_weight`` (c_env); all 1 by default (Eq. 1).
+* temperature: the student's alpha in every value and actor term of a rule is its own, tuned by SAC
+  (``temperature = "auto"``), kept at ``sac.init_alpha`` (``"fixed"``) or 0 (``"none"``: Table 1's
+  objective, no student-entropy term). n-distill's reward uses the rule's loss (Hx, Table 1) or its KL
+  (``nd_correction = "kl"``: without the teacher's entropy at s').
+* gate w(s) multiplying the loss: ``"value"`` 1[V_t(s) > V_k(s)] (Prop. 2; soft values, or hard ones
+  min_j Q_j(s, a) under ``mapping.value_gate = "hard"``); ``"dpd"`` with xi = V_t(s) -
   V_k(s): 1[xi > 0] (DPD Eq. 9) or exp(alpha xi) clipped above at ``dpd_clip`` and divided by its batch
   mean. The paper's Eq. 11 weights by exp(alpha xi) alone (no clipping, no normalisation); the public DPD
   code (dpd_ddpg/ddpg.py) clips exp(alpha (Q_peer - Q_self)) to [0.01, 100] and divides by the batch
   *sum*; distlab clips above only and divides by the batch mean (the sum times the batch size, so the
   loss keeps the scale of an unweighted mean).
 
-The student's actor loss is ``[rl] (alpha log pi_k(a~|s) - min_j Q_k,j(s, a~)) + w(s) l(s)`` where
+The student's actor loss is ``[rl] (alpha log pi_k(a~|s) - Q(s, a~)) + loss_weight w(s) l(s)`` (Q: the
+critic the actor ascends, :func:`actor_critic`; min_j Q_k,j by default) where
 [rl] = 1 when the critic carries a return (c_env = 1 or rhat != 0); otherwise the rule is pure imitation
 (the actor follows only the loss, e.g. ``teacher``, ``on-policy``, ``value-gated``). The critic regresses
 on y when [rl]; otherwise, under the every-step schedule it keeps learning SAC's target (the value gate
@@ -64,6 +77,7 @@ from __future__ import annotations
 
 import torch
 
+from deep.config import RuleMapping
 from deep.kl import gaussian_kl, gaussian_log_prob, squashed_log_prob, squashed_sample, tanh_log_det
 from deep.networks import Ensemble
 from deep.replay import Batch, ReplayBuffer
@@ -71,6 +85,7 @@ from deep.rng import normal, randint
 from deep.sac import critic_regression_loss, make_adam, sac_actor_terms, sac_critic_target, soft_value
 
 __all__ = ["Teacher", "policy_loss", "check_rule_supported", "piekd_losses", "rule_losses", "distill_phase",
+           "rule_critic_target", "actor_critic", "check_mapping_for_rule", "student_alpha", "next_loss_name",
            "piekd_distill_step", "rule_distill_step", "PhaseContext", "phase_batch_count", "hardcopy",
            "control_index_sets", "SUPPORTED_COMPONENTS"]
 
@@ -137,6 +152,11 @@ class Teacher:
     @torch.no_grad()
     def q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Teacher twin Q-values (K, 2, B)."""
+        return self.q_differentiable(obs, act)
+
+    def q_differentiable(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """:meth:`q` with the graph kept, so that a student's actor can ascend the teacher's critic through its
+        action (``RuleMapping.td_critic = "teacher"``); the teacher's parameters are never stepped by it."""
         k, b = obs.shape[:2]
         if self.single is not None:
             q = self.source.member_q(self.single, self._flat(obs), self._flat(act))  # (1, 2, K*B)
@@ -151,11 +171,13 @@ class Teacher:
         return self.source.log_alpha.exp()[self.teacher_of]
 
     @torch.no_grad()
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        """V_t(s) = min_j Q_t,j(s, a) - alpha_t log pi_t(a|s), a ~ pi_t(s); (K, B)."""
+    def value(self, obs: torch.Tensor, soft: bool = True) -> torch.Tensor:
+        """V_t(s) = min_j Q_t,j(s, a) - alpha_t log pi_t(a|s), a ~ pi_t(s); (K, B). ``soft=False``: the hard
+        value min_j Q_t,j(s, a) of the same sample (no entropy term)."""
         mean, log_std = self.policy(obs)
         act, log_prob = squashed_sample(mean, log_std, self.gen)
-        return self.q(obs, act).min(dim=1).values - self.alpha()[:, None] * log_prob
+        value = self.q(obs, act).min(dim=1).values
+        return value - self.alpha()[:, None] * log_prob if soft else value
 
 
 def policy_loss(name: str, t_mean, t_log_std, s_mean, s_log_std, generator: torch.Generator) -> torch.Tensor:
@@ -190,19 +212,39 @@ def piekd_losses(ens: Ensemble, teacher: Teacher, batch: Batch, weight: torch.Te
     return actor_loss, critic_loss
 
 
-def _gate(rule, teacher: Teacher, ens: Ensemble, obs, generator, dpd: dict) -> torch.Tensor | float:
+def student_alpha(ens: Ensemble, mapping: RuleMapping) -> torch.Tensor:
+    """The student's temperature (K,) in a rule's values and actor: its own (auto, fixed) or 0 (none)."""
+    return torch.zeros_like(ens.log_alpha) if mapping.temperature == "none" else ens.log_alpha.exp()
+
+
+def _gate(rule, teacher: Teacher, ens: Ensemble, obs, generator, dpd: dict, mapping: RuleMapping) -> torch.Tensor | float:
     if rule.gate == "none":
         return 1.0
     with torch.no_grad():
-        xi = teacher.value(obs) - soft_value(ens, obs, generator)  # teacher (peer) minus self
+        soft = mapping.value_gate == "soft"
+        alpha = student_alpha(ens, mapping) if soft else torch.zeros_like(ens.log_alpha)
+        xi = teacher.value(obs, soft=soft) - soft_value(ens, obs, generator, alpha=alpha)  # teacher (peer) minus self
         if rule.gate == "value" or dpd.get("weight", "exp") == "indicator":
             return (xi > 0).float()
         w = torch.exp(dpd.get("alpha", 1.0) * xi).clamp(max=dpd.get("clip", 10.0))
         return w / w.mean(-1, keepdim=True).clamp_min(1e-8)
 
 
-def _rule_reward(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator) -> torch.Tensor | float:
-    """rhat(s, a, s') of the rule (no gradient); see the module docstring."""
+# ``RuleMapping.nd_correction = "kl"``: a cross-entropy loss in the next-state reward becomes its KL (the same
+# minus the teacher's entropy, which the student's actions do not change).
+KL_OF_CROSS_ENTROPY = {"hx": "kl", "reverse-hx": "reverse-kl"}
+
+
+def next_loss_name(rule, mapping: RuleMapping) -> str:
+    """The loss l in the reward -l(pi_t(s'), pi_k(s')) (``neg-next-loss``): the rule's own (Hx if it has none),
+    or its KL under ``nd_correction = "kl"``."""
+    name = rule.loss if rule.loss != "none" else "hx"
+    return KL_OF_CROSS_ENTROPY.get(name, name) if mapping.nd_correction == "kl" else name
+
+
+def _rule_reward(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator,
+                 mapping: RuleMapping) -> torch.Tensor | float:
+    """rhat(s, a, s') of the rule (no gradient), before its weight; see the module docstring."""
     if rule.reward == "none":
         return 0.0
     with torch.no_grad():
@@ -213,7 +255,7 @@ def _rule_reward(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: flo
         if rule.reward == "neg-next-loss":
             t_mean, t_log_std = teacher.policy(batch.next_obs)
             s_mean, s_log_std = ens.policy(batch.next_obs)
-            return -alive * policy_loss(rule.loss if rule.loss != "none" else "hx", t_mean, t_log_std, s_mean, s_log_std, generator)
+            return -alive * policy_loss(next_loss_name(rule, mapping), t_mean, t_log_std, s_mean, s_log_std, generator)
         if rule.reward == "log-teacher-next":
             s_mean, s_log_std = ens.policy(batch.next_obs)
             next_act, _ = squashed_sample(s_mean, s_log_std, generator)
@@ -224,18 +266,44 @@ def _rule_reward(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: flo
     raise ValueError(f"unknown reward {rule.reward!r}; valid: {', '.join(SUPPORTED_COMPONENTS['reward'])}")
 
 
-def rule_critic_target(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator) -> torch.Tensor:
-    """y = c_env r + rhat + gamma (1 - term) B(s') (module docstring); (K, B), no gradient."""
+def rule_critic_target(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator,
+                       mapping: RuleMapping) -> torch.Tensor:
+    """y = c_env r + w_rhat rhat + gamma (1 - term) B(s') (module docstring); (K, B), no gradient.
+
+    B: the student's own target soft value for the ``return`` score and for the return direction of a td
+    score's "+r" under ``td_plus_r = "separate"``; V_t(s') (or 0) for a td score, averaged with the
+    student's own under ``td_plus_r = "average"`` when "+r"."""
     with torch.no_grad():
-        c_env = 1.0 if (rule.env_reward or rule.score != "return") else 0.0
-        if rule.score == "return":
-            boot = soft_value(ens, batch.next_obs, generator, target=True)
+        c_env = mapping.env_reward_weight if (rule.env_reward or rule.score != "return") else 0.0
+        alpha = student_alpha(ens, mapping)
+        if rule.score == "return" or (rule.env_reward and mapping.td_plus_r == "separate"):
+            boot = soft_value(ens, batch.next_obs, generator, target=True, alpha=alpha)
         else:
             boot = teacher.value(batch.next_obs) if rule.score == "td-teacher-v" else torch.zeros_like(batch.rew)
-            if rule.env_reward:  # "+r" on a td score: average with the student's own SAC bootstrap
-                boot = 0.5 * (boot + soft_value(ens, batch.next_obs, generator, target=True))
-        rhat = _rule_reward(rule, teacher, ens, batch, gamma, generator)
+            if rule.env_reward:  # "+r" on a td score, one critic: the bootstraps averaged (module docstring)
+                boot = 0.5 * (boot + soft_value(ens, batch.next_obs, generator, target=True, alpha=alpha))
+        rhat = mapping.reward_weight * _rule_reward(rule, teacher, ens, batch, gamma, generator, mapping)
         return c_env * batch.rew + rhat + gamma * (1.0 - batch.terminated) * boot
+
+
+def actor_critic(rule, mapping: RuleMapping) -> str:
+    """The critic the student's actor ascends: ``none`` (pure imitation), ``student`` (its own, learned on
+    :func:`rule_critic_target`), ``teacher`` (the teacher's min_j Q_t,j: ``td_critic = "teacher"``) or
+    ``mean`` (their mean: "+r" on a td score with ``td_plus_r = "separate"``)."""
+    if not rule_uses_return(rule):
+        return "none"
+    if rule.score == "td-teacher-v" and mapping.td_critic == "teacher":
+        return "mean" if rule.env_reward else "teacher"
+    return "student"
+
+
+def check_mapping_for_rule(rule, mapping: RuleMapping) -> None:
+    """ValueError for a mapping the rule cannot run with (the per-rule half of ``deep.config`` checks)."""
+    if (rule.score == "td-teacher-v" and rule.env_reward and mapping.td_critic == "teacher"
+            and mapping.td_plus_r == "average"):
+        raise ValueError(f"rule {rule.name!r} with mapping.td_critic 'teacher' needs mapping.td_plus_r 'separate' (the "
+                         "teacher's Q_t for the td direction, the student's SAC critic for the return); 'average' "
+                         "averages the bootstraps of ONE learned critic (mapping.td_critic 'learned')")
 
 
 def rule_uses_return(rule) -> bool:
@@ -244,31 +312,44 @@ def rule_uses_return(rule) -> bool:
 
 
 def rule_losses(rule, ens: Ensemble, teacher: Teacher, batch: Batch, weight: torch.Tensor, gamma: float,
-                generator: torch.Generator, dpd: dict | None = None, critic_fallback: bool = False):
+                generator: torch.Generator, dpd: dict | None = None, critic_fallback: bool = False,
+                mapping: RuleMapping | None = None):
     """(critic loss or None, a function computing (actor loss, log pi) after the critic step).
 
     The actor loss is computed after the critic's optimizer step, as in SAC, so the returned closure
-    must be called then.
+    must be called then. ``critic_fallback``: when the actor reads no learned student critic, still
+    regress it on SAC's target (a value gate reads V_k). ``mapping``: ``deep.config.RuleMapping``.
     """
     dpd = dpd or {}
-    uses_return = rule_uses_return(rule)
+    mapping = mapping or RuleMapping()
+    which = actor_critic(rule, mapping)
+    alpha = student_alpha(ens, mapping)
     critic_loss = None
-    if uses_return:
-        target = rule_critic_target(rule, teacher, ens, batch, gamma, generator)
+    if which in ("student", "mean"):
+        target = rule_critic_target(rule, teacher, ens, batch, gamma, generator, mapping)
         critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), target, weight)
     elif critic_fallback:
-        critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), sac_critic_target(ens, batch, gamma, generator), weight)
+        target = sac_critic_target(ens, batch, gamma, generator, alpha=alpha)
+        critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), target, weight)
+
+    def teacher_critic(obs, act):
+        return teacher.q_differentiable(obs, act).min(dim=1).values
+
+    def mean_critic(obs, act):
+        return 0.5 * (ens.q(obs, act).min(dim=1).values + teacher_critic(obs, act))
 
     def actor_loss():
         per_state = 0.0
         log_prob = None
-        if uses_return:
-            per_state, log_prob = sac_actor_terms(ens, batch.obs, generator)
+        if which != "none":
+            critic = {"student": None, "teacher": teacher_critic, "mean": mean_critic}[which]
+            per_state, log_prob = sac_actor_terms(ens, batch.obs, generator, alpha=alpha, critic=critic)
         if rule.loss != "none":
             t_mean, t_log_std = teacher.policy(batch.obs)
             s_mean, s_log_std = ens.policy(batch.obs)
-            gate = _gate(rule, teacher, ens, batch.obs, generator, dpd)
-            per_state = per_state + gate * policy_loss(rule.loss, t_mean, t_log_std, s_mean, s_log_std, generator)
+            gate = _gate(rule, teacher, ens, batch.obs, generator, dpd, mapping)
+            loss = policy_loss(rule.loss, t_mean, t_log_std, s_mean, s_log_std, generator)
+            per_state = per_state + mapping.loss_weight * gate * loss
         if isinstance(per_state, float):  # a rule with neither a return nor a loss: nothing to learn
             return None, log_prob
         return (weight * per_state.mean(-1)).sum(), log_prob
@@ -328,8 +409,9 @@ class PhaseContext:
     """What every distillation step of a phase shares: fresh optimizers, discount, Polyak rate, RNG, DPD settings."""
 
     def __init__(self, ens: Ensemble, students: list[int], lr: float, gamma: float, tau: float, generator: torch.Generator,
-                 dpd: dict | None = None):
+                 dpd: dict | None = None, mapping: RuleMapping | None = None):
         self.students, self.gamma, self.tau, self.gen, self.dpd = students, gamma, tau, generator, dpd or {}
+        self.mapping = mapping or RuleMapping()
         device = ens.log_alpha.device
         self.weight = torch.zeros(ens.k, device=device)
         self.weight[students] = 1.0
@@ -360,7 +442,8 @@ def rule_distill_step(rule):
     """
 
     def step(ens: Ensemble, teacher: Teacher, batch: Batch, ctx: PhaseContext) -> dict[str, torch.Tensor]:
-        critic_loss, actor_fn = rule_losses(rule, ens, teacher, batch, ctx.weight, ctx.gamma, ctx.gen, ctx.dpd)
+        critic_loss, actor_fn = rule_losses(rule, ens, teacher, batch, ctx.weight, ctx.gamma, ctx.gen, ctx.dpd,
+                                            mapping=ctx.mapping)
         losses = {}
         if critic_loss is not None:
             ctx.critic_opt.zero_grad(set_to_none=True)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from deep.config import ConfigError, TrainConfig, check_values, parse_widths
-from deep.distill import (PhaseContext, Teacher, check_rule_supported, control_index_sets, distill_phase, hardcopy,
+from deep.distill import (PhaseContext, Teacher, check_mapping_for_rule, check_rule_supported, control_index_sets, distill_phase, hardcopy,
                           phase_batch_count, piekd_distill_step, rule_distill_step, rule_losses)
 from deep.election import recent_performance
 from deep.networks import affine, repeat_rows
@@ -58,21 +58,23 @@ def sac_update(run) -> None:
 def rule_update(run) -> None:
     """Every-step schedule: the rule's update replaces SAC's (frozen teacher, every member a student).
 
-    Critic, actor and temperature steps with SAC's optimizers, then one Polyak step of the targets. A rule
-    whose critic carries no return keeps regressing on SAC's target only if its gate reads the student's
-    value (value-gated: V_k); a rule with neither a return nor a value gate (teacher, on-policy) never reads
-    the critic, so it gets no critic step: that step was ~60 % of its update's compute, spent on nothing
-    (on-policy, HalfCheetah, batch 256, one thread: 9.7 -> 3.7 ms per update).
+    Critic, actor and temperature steps with SAC's optimizers, then one Polyak step of the targets. The
+    rule maps to SAC as ``deep.distill`` says, with the choices of ``cfg.mapping``
+    (``deep.config.RuleMapping``). A rule whose actor reads no learned student critic keeps regressing it
+    on SAC's target only if its gate reads the student's value (value-gated: V_k); a rule with neither
+    (teacher, on-policy; td-teacher-v on the teacher's critic) gets no critic step: that step was ~60 % of
+    its update's compute, spent on nothing (on-policy, HalfCheetah, batch 256, one thread: 9.7 -> 3.7 ms
+    per update). The temperature takes SAC's step only under ``temperature = "auto"``.
     """
-    cfg, ens, lr = run.cfg, run.ens, run.learner
+    cfg, ens, lr, mapping = run.cfg, run.ens, run.learner, run.cfg.mapping
     from distlab import rules
 
     teacher = Teacher(run.frozen.ensemble, [0] * cfg.k, run.gen)
     weight = torch.ones(cfg.k, device=run.device)
-    batch = run.buffer.sample(cfg.k, cfg.sac.batch_size, run.gen)
     rule = rules.get(cfg.rule)
+    batch = run.buffer.gather(rule_batch_indices(run, rule))
     critic_loss, actor_fn = rule_losses(rule, ens, teacher, batch, weight, cfg.sac.gamma, run.gen, _dpd_settings(cfg),
-                                        critic_fallback=rule.uses_student_value)
+                                        critic_fallback=rule.uses_student_value, mapping=mapping)
     if critic_loss is not None:
         lr.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -84,12 +86,25 @@ def rule_update(run) -> None:
         actor_loss.backward()
         lr.actor_opt.step()
         run.track({"rule_actor": actor_loss.detach()})
-    if log_prob is not None:
+    if log_prob is not None and mapping.temperature == "auto":
         alpha_loss = (-ens.log_alpha[:, None] * (log_prob.detach() + lr.target_entropy)).mean(-1).sum()
         lr.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         lr.alpha_opt.step()
     ens.soft_update_targets(cfg.sac.tau)
+
+
+def rule_batch_indices(run, rule) -> torch.Tensor:
+    """(K, B) replay indices of a rule's every-step minibatch: uniform over the buffer, except a
+    teacher-controlled rule under ``mapping.teacher_warmup = "exclude"``, whose rows are the teacher's
+    transitions only (q = pi_t; the uniform warm-up rows never drawn). Same draws as ``buffer.sample``
+    otherwise, so the default reproduces earlier runs."""
+    cfg, buf = run.cfg, run.buffer
+    if rule.control == "teacher" and cfg.mapping.teacher_warmup == "exclude":
+        pool = buf.indices_of_actor(TEACHER_ACTOR)
+        if pool.numel():
+            return pool[randint(pool.numel(), (cfg.k, cfg.sac.batch_size), run.gen, run.device)]
+    return buf.sample_indices(cfg.k, cfg.sac.batch_size, run.gen)
 
 
 def _dpd_settings(cfg: TrainConfig) -> dict:
@@ -124,7 +139,8 @@ def dpd_step(run) -> None:
     teacher = Teacher(run.ens, [1, 0], run.gen)
     weight = torch.ones(cfg.k, device=run.device)
     batch = run.buffer.gather(dpd_state_indices(run))
-    _, actor_fn = rule_losses(rules.get("dpd"), run.ens, teacher, batch, weight, cfg.sac.gamma, run.gen, _dpd_settings(cfg))
+    _, actor_fn = rule_losses(rules.get("dpd"), run.ens, teacher, batch, weight, cfg.sac.gamma, run.gen, _dpd_settings(cfg),
+                              mapping=cfg.mapping)
     loss, _ = actor_fn()
     run.dpd_opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -193,7 +209,8 @@ def distill_phase_of_run(run, plan) -> None:
     from distlab import rules
 
     rule = rules.get(cfg.rule) if cfg.rule else None
-    ctx = PhaseContext(run.ens, students, cfg.distill_lr, cfg.sac.gamma, cfg.sac.tau, run.gen, _dpd_settings(cfg))
+    ctx = PhaseContext(run.ens, students, cfg.distill_lr, cfg.sac.gamma, cfg.sac.tau, run.gen, _dpd_settings(cfg),
+                       cfg.mapping)
     losses = distill_phase(run.ens, Teacher(source, teacher_of, run.gen), plan.phase_step, run.buffer,
                            control_index_sets(rule, run.buffer, students, teacher_id), ctx, mode=cfg.distill_mode,
                            n_batches=cfg.distill_batches, epochs=cfg.distill_epochs, batch_size=cfg.sac.batch_size)
@@ -309,7 +326,8 @@ def stacked_distill_phase(stack, plan) -> None:
 
     rule = rules.get(cfg.rule) if cfg.rule else None
     gens = stack.gen.only(active)
-    ctx = PhaseContext(stack.ens, students, cfg.distill_lr, cfg.sac.gamma, cfg.sac.tau, gens, _dpd_settings(cfg))
+    ctx = PhaseContext(stack.ens, students, cfg.distill_lr, cfg.sac.gamma, cfg.sac.tau, gens, _dpd_settings(cfg),
+                       cfg.mapping)
     teacher = GatheredTeacher(stack.ens, teacher_of, gens)
     batches = _stacked_phase_batches(_stacked_index_sets(rule, stack.buffer, elected, k), cfg.distill_batches,
                                      cfg.sac.batch_size, gens)
@@ -444,6 +462,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         try:
             rule = rules.get(cfg.rule)
             check_rule_supported(rule)
+            check_mapping_for_rule(rule, cfg.mapping)
         except ValueError as err:
             raise ConfigError(str(err)) from None
         if not distills:

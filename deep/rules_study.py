@@ -33,7 +33,8 @@ import pandas as pd
 from distlab import rules
 
 __all__ = ["RULES", "ENVS", "QUALITIES", "Config", "CONFIGS", "cells", "run_cell", "shipped_teacher",
-           "TEACHERS_DIR", "COLUMNS", "check_rule", "per_env", "CHECKS", "run_check"]
+           "TEACHERS_DIR", "COLUMNS", "check_rule", "per_env", "CHECKS", "run_check", "mapping_changes",
+           "baseline_of", "compare_check", "read_baseline"]
 
 
 # The rules of issue 9 (Table 1 of the taxonomy paper and Sec. 4), in the figure's order; ``rl`` last.
@@ -75,6 +76,9 @@ class Config:
     warmup_steps: int = 1_000
     width: int = 256
     batch_size: int = 256
+    # choices of the rule's SAC mapping (deep.config.RuleMapping), as (field, value) pairs; a cell carries
+    # only those that differ from the defaults, so the default study's cells keep their names (and results)
+    mapping: tuple = ()
 
 
 def per_env(value, env: str) -> int:
@@ -115,6 +119,22 @@ CHECKS = {
     "long-imperfect": replace(CONFIGS["full"], envs=("HalfCheetah-v5",), teachers=("imperfect",), seeds=(0, 1),
                               steps=24_000, record_every=2_000,
                               rules=("value-gated+r", "teacher-v-reward", "td-teacher-v", "rl")),
+    # The SAC mapping's choices that could flip a verdict (issue 15; deep.config.RuleMapping), each on the
+    # full config's good-teacher cells of the rules it touches, seeds 0-1, both envs:
+    # n-distill's reward -KL instead of Table 1's -Hx (the teacher's entropy at s' removed) ...
+    "nd-kl": replace(CONFIGS["full"], teachers=("good",), seeds=(0, 1), rules=("n-distill", "n-distill+r"),
+                     mapping=(("nd_correction", "kl"),)),
+    # ... or Table 1's -Hx at a tenth of its weight
+    "nd-reward-0.1": replace(CONFIGS["full"], teachers=("good",), seeds=(0, 1), rules=("n-distill", "n-distill+r"),
+                             mapping=(("reward_weight", 0.1),)),
+    # entropy-regularised without SAC's tuned temperature: alpha kept at 1, or no student-entropy term (Table 1)
+    "entreg-fixed": replace(CONFIGS["full"], teachers=("good",), seeds=(0, 1), rules=("entropy-regularised",),
+                            mapping=(("temperature", "fixed"),)),
+    "entreg-none": replace(CONFIGS["full"], teachers=("good",), seeds=(0, 1), rules=("entropy-regularised",),
+                           mapping=(("temperature", "none"),)),
+    # td-teacher-v on the teacher's own critic Q_t (the fixed point of its regression) instead of a learned one
+    "td-teacher-critic": replace(CONFIGS["full"], teachers=("good",), seeds=(0, 1), rules=("td-teacher-v",),
+                                 mapping=(("td_critic", "teacher"),)),
 }
 
 
@@ -124,15 +144,36 @@ def cells(config: Config) -> list[dict]:
     Seed-major order: a run cut short still has every rule, env and teacher of its first seeds."""
     for env in config.envs:
         shipped_teacher(env, config.teachers[0])  # fail before the run, naming the missing file
+    mapping = mapping_changes(config.mapping)
     return [
         dict(env=env, teacher=quality, rule=rule, seed=int(seed), steps=per_env(config.steps, env),
              record_every=per_env(config.record_every, env), eval_episodes=config.eval_episodes,
-             warmup_steps=config.warmup_steps, width=config.width, batch_size=config.batch_size)
+             warmup_steps=config.warmup_steps, width=config.width, batch_size=config.batch_size, **mapping)
         for seed in config.seeds
         for env in config.envs
         for rule in config.rules
         for quality in config.teachers
     ]
+
+
+def mapping_changes(pairs) -> dict:
+    """The (field, value) pairs of ``Config.mapping`` that differ from ``RuleMapping()``'s defaults, as a dict;
+    ValueError naming an unknown field or a bad value (``deep.config`` checks)."""
+    from dataclasses import fields
+
+    from deep.config import ConfigError, RuleMapping, TrainConfig, check_values, with_overrides
+
+    given = dict(pairs)
+    valid = [f.name for f in fields(RuleMapping)]
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown mapping field(s) {unknown}; valid: {', '.join(valid)}")
+    try:
+        check_values(with_overrides(TrainConfig(), **{f"mapping.{k}": v for k, v in given.items()}))
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+    default = RuleMapping()
+    return {k: v for k, v in given.items() if getattr(default, k) != v}
 
 
 def check_rule(name: str) -> None:
@@ -158,8 +199,13 @@ def train_config(cell: dict):
                        teacher=str(shipped_teacher(cell["env"], cell["teacher"])), schedule="every-step",
                        eval_every=cell["record_every"], eval_episodes=cell["eval_episodes"], out=None,
                        checkpoint_every=cell["steps"], progress=False)
+    from dataclasses import fields
+
+    from deep.config import RuleMapping
+
+    mapping = {f"mapping.{f.name}": cell[f.name] for f in fields(RuleMapping) if f.name in cell}
     return with_overrides(base, **{"sac.warmup_steps": cell["warmup_steps"], "sac.width": cell["width"],
-                                   "sac.batch_size": cell["batch_size"]})
+                                   "sac.batch_size": cell["batch_size"]}, **mapping)
 
 
 def _limit_torch_threads() -> None:
@@ -185,15 +231,50 @@ def run_cell(cell: dict) -> pd.DataFrame:
     return evals.loc[:, list(COLUMNS)].reset_index(drop=True)
 
 
+def baseline_of(name: str) -> Config:
+    """The counterpart of check ``name``: its cells with the mapping's defaults. For the mapping checks these are
+    cells of the full config itself (same parameters, hence same cell names: a cell file copied into the full
+    study's ``cells/`` is skipped by it)."""
+    return replace(CHECKS[name], mapping=())
+
+
 def run_check(name: str, out: str | Path = "results/checks", workers: int | None = None) -> pd.DataFrame:
-    """Run the check ``name`` of :data:`CHECKS` (resumable, like a study) into ``out/name/mujoco-rules/``."""
+    """Run the check ``name`` of :data:`CHECKS` (resumable, like a study) into ``out/name/mujoco-rules/``; a
+    mapping check first runs its baseline cells into ``out/baseline/mujoco-rules/`` (shared by the checks:
+    each cell runs once)."""
     from distlab.runner import run_grid
 
     if name not in CHECKS:
         raise ValueError(f"unknown check {name!r}; valid: {', '.join(CHECKS)}")
     config = CHECKS[name]
+    if config.mapping:
+        base = baseline_of(name)
+        run_grid("mujoco-rules", cells(base), run_cell, Path(out) / "baseline", workers=workers,
+                 config=dict(study="mujoco-rules", scale=f"baseline of {name}", **asdict(base)))
     return run_grid("mujoco-rules", cells(config), run_cell, Path(out) / name, workers=workers,
                     config=dict(study="mujoco-rules", scale=name, **asdict(config)))
+
+
+def read_baseline(name: str, out: str | Path = "results/checks") -> pd.DataFrame:
+    """The baseline cells of check ``name`` from ``out/baseline`` (written by :func:`run_check`)."""
+    from distlab.runner import cell_path
+
+    return pd.concat([pd.read_parquet(cell_path(Path(out) / "baseline", "mujoco-rules", c)) for c in cells(baseline_of(name))],
+                     ignore_index=True)
+
+
+def compare_check(check: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """Final return / teacher's return per (env, teacher, rule, seed), with the mapping's default (``default``)
+    and with the check's choice (``moved``); ``baseline`` may hold more cells (the whole full study)."""
+    keys = ["env", "teacher", "rule", "seed"]
+
+    def final(table):
+        last = table[table["step"] == table.groupby(keys)["step"].transform("max")]
+        return last.assign(normalised=last["mean_return"] / last["teacher_return"]).set_index(keys)["normalised"]
+
+    moved = final(check)
+    default = final(baseline).reindex(moved.index)
+    return pd.DataFrame({"default": default, "moved": moved}).reset_index()
 
 
 def _main(argv=None) -> None:
@@ -211,6 +292,8 @@ def _main(argv=None) -> None:
     table = run_check(args.name, args.out, args.workers)
     print(f"{args.name}: {table[['env', 'teacher', 'rule', 'seed']].drop_duplicates().shape[0]} cells, "
           f"wall {time.perf_counter() - began:.0f} s -> {Path(args.out) / args.name / 'mujoco-rules'}")
+    if CHECKS[args.name].mapping:  # final / teacher's return with the default and with the check's choice
+        print(compare_check(table, read_baseline(args.name, args.out)).to_string(float_format="%.3f"))
 
 
 if __name__ == "__main__":

@@ -36,18 +36,24 @@ def make_adam(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-def soft_value(ens: Ensemble, obs: torch.Tensor, generator: torch.Generator, target: bool = False) -> torch.Tensor:
-    """One-sample soft value V(s) = min_j Q_j(s, a) - alpha log pi(a|s), a ~ pi(s); shape (K, B)."""
+def soft_value(ens: Ensemble, obs: torch.Tensor, generator: torch.Generator, target: bool = False,
+               alpha: torch.Tensor | None = None) -> torch.Tensor:
+    """One-sample soft value V(s) = min_j Q_j(s, a) - alpha log pi(a|s), a ~ pi(s); shape (K, B).
+
+    ``alpha`` (K,): the temperature per member, default the ensemble's own (a rule's update may fix it or
+    set it to 0: ``deep.config.RuleMapping.temperature``)."""
     mean, log_std = ens.policy(obs)
     act, log_prob = squashed_sample(mean, log_std, generator)
     q = ens.target_q(obs, act) if target else ens.q(obs, act)
-    return q.min(dim=1).values - ens.log_alpha.exp()[:, None] * log_prob
+    alpha = ens.log_alpha.exp() if alpha is None else alpha
+    return q.min(dim=1).values - alpha[:, None] * log_prob
 
 
-def sac_critic_target(ens: Ensemble, batch: Batch, gamma: float, generator: torch.Generator) -> torch.Tensor:
+def sac_critic_target(ens: Ensemble, batch: Batch, gamma: float, generator: torch.Generator,
+                      alpha: torch.Tensor | None = None) -> torch.Tensor:
     """y = r + gamma (1 - terminated) V'(s'), V' from the target critics; (K, B), no gradient."""
     with torch.no_grad():
-        next_v = soft_value(ens, batch.next_obs, generator, target=True)
+        next_v = soft_value(ens, batch.next_obs, generator, target=True, alpha=alpha)
         return batch.rew + gamma * (1.0 - batch.terminated) * next_v
 
 
@@ -59,12 +65,16 @@ def critic_regression_loss(q: torch.Tensor, target: torch.Tensor, weight: torch.
     return per_member.sum() if weight is None else (weight * per_member).sum()
 
 
-def sac_actor_terms(ens: Ensemble, obs: torch.Tensor, generator: torch.Generator):
-    """Per-state SAC actor objective alpha log pi(a~|s) - min_j Q_j(s, a~) (K, B) and log pi(a~|s) (K, B)."""
+def sac_actor_terms(ens: Ensemble, obs: torch.Tensor, generator: torch.Generator, alpha: torch.Tensor | None = None,
+                    critic=None):
+    """Per-state SAC actor objective alpha log pi(a~|s) - Q(s, a~) (K, B) and log pi(a~|s) (K, B).
+
+    Q is min_j Q_j of the ensemble's critics, or ``critic(obs, act)`` (K, B) if given (a rule may ascend
+    another critic: ``deep.distill``); ``alpha`` (K,) as in :func:`soft_value`."""
     mean, log_std = ens.policy(obs)
     act, log_prob = squashed_sample(mean, log_std, generator)
-    q = ens.q(obs, act).min(dim=1).values
-    alpha = ens.log_alpha.exp().detach()[:, None]
+    q = ens.q(obs, act).min(dim=1).values if critic is None else critic(obs, act)
+    alpha = (ens.log_alpha.exp() if alpha is None else alpha).detach()[:, None]
     return alpha * log_prob - q, log_prob
 
 

@@ -38,21 +38,24 @@ def test_train_set_overrides_named_options(tmp_path):
 
 
 def test_every_config_field_is_a_train_option():
-    """The options are generated from TrainConfig / SACConfig: every field has its --flag, with its help text."""
+    """The options are generated from TrainConfig and its nested groups (SACConfig, RuleMapping): every field has
+    its --flag, with its help text."""
     from dataclasses import fields
 
     from click.testing import CliRunner as ClickRunner
     from typer.main import get_command
 
-    from deep.config import SACConfig, TrainConfig
+    from deep.config import NESTED, TrainConfig
 
     command = get_command(app).commands["train"]
     flags = {opt for param in command.params for opt in param.opts}
     helps = {param.name: param.help for param in command.params}
     for f in fields(TrainConfig):
-        if f.name != "sac":
+        if f.name not in NESTED:
             assert f"--{f.name.replace('_', '-')}" in flags and helps[f.name] == f.metadata["help"], f.name
-    for f in fields(SACConfig):
-        assert f"--sac-{f.name.replace('_', '-')}" in flags, f.name
+    assert set(NESTED) == {"sac", "mapping"}
+    for group, cls in NESTED.items():
+        for f in fields(cls):
+            assert f"--{group}-{f.name.replace('_', '-')}" in flags and helps[f"{group}_{f.name}"] == f.metadata["help"], f.name
     assert {"--resume", "--overwrite", "--set"} <= flags
     assert ClickRunner().invoke(command, ["--help"]).exit_code == 0

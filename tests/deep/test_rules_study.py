@@ -291,16 +291,42 @@ def test_per_env_budgets_reach_the_cells():
 
 
 def test_each_check_moves_one_knob_of_cells_in_the_full_study():
-    full = {json.dumps({k: v for k, v in c.items() if k not in ("batch_size", "steps", "record_every")}, sort_keys=True): c
-            for c in rs.cells(rs.CONFIGS["full"])}
+    """A budget check changes a budget field of full-study cells; a mapping check adds exactly one mapping choice to
+    them, and its baseline cells ARE full-study cells (same names: the runner shares them)."""
+    from dataclasses import fields
+
+    from deep.config import RuleMapping
+    from distlab.runner import cell_hash
+
+    budget = ("batch_size", "steps", "record_every")
+    mapping_fields = {f.name for f in fields(RuleMapping)}
+    strip = budget + tuple(mapping_fields)
+    full = {json.dumps({k: v for k, v in c.items() if k not in budget}, sort_keys=True): c for c in rs.cells(rs.CONFIGS["full"])}
+    full_names = {cell_hash(c) for c in rs.cells(rs.CONFIGS["full"])}
     for name, config in rs.CHECKS.items():
         for cell in rs.cells(config):
-            twin = full[json.dumps({k: v for k, v in cell.items() if k not in ("batch_size", "steps", "record_every")},
-                                   sort_keys=True)]
-            moved = {k for k in cell if cell[k] != twin[k]}
-            assert moved in ({"batch_size"}, {"steps", "record_every"}), (name, moved)
+            twin = full[json.dumps({k: v for k, v in cell.items() if k not in strip}, sort_keys=True)]
+            moved = {k for k in cell if cell.get(k) != twin.get(k)}
+            assert moved in ({"batch_size"}, {"steps", "record_every"}) or (len(moved) == 1 and moved <= mapping_fields), \
+                (name, moved)
+        if config.mapping:
+            assert {cell_hash(c) for c in rs.cells(rs.baseline_of(name))} <= full_names
+    assert {"nd-kl", "nd-reward-0.1", "entreg-fixed", "entreg-none", "td-teacher-critic", "long-imperfect"} <= set(rs.CHECKS)
     with pytest.raises(ValueError, match="unknown check 'huge'; valid: batch-256, long-imperfect"):
         rs.run_check("huge")
+
+
+def test_compare_check_pairs_final_normalised_returns():
+    def table(rule, finals, extra=None):
+        rows = [dict(env="Hopper-v5", teacher="good", rule=rule, seed=seed, step=step, mean_return=ret * (step / 200),
+                     teacher_return=100.0) for seed, ret in enumerate(finals) for step in (100, 200)]
+        return pd.DataFrame(rows)
+
+    check = table("n-distill", [50.0, 80.0])
+    baseline = pd.concat([table("n-distill", [10.0, 20.0]), table("rl", [99.0, 99.0])])
+    out = rs.compare_check(check, baseline)
+    assert list(out["rule"]) == ["n-distill", "n-distill"]
+    assert np.allclose(out["default"], [0.1, 0.2]) and np.allclose(out["moved"], [0.5, 0.8])
 
 
 def test_a_rule_and_its_plus_r_variant_share_a_color_and_differ_in_style():
