@@ -33,7 +33,7 @@ import shlex
 import signal
 import threading
 import time
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -124,21 +124,28 @@ def resume_command(cfg: TrainConfig, seeds: list[int] | None = None) -> str:
     """The ``distlab train`` command that resumes the run of ``cfg`` (the config as given, before
     ``resolve``): every setting that differs from its default (a resumed run must keep its settings),
     ``--seeds`` for stacked runs, then ``--resume --out DIR``."""
-    default = TrainConfig()
-    parts = ["distlab", "train"]
-    for prefix, mine, ref in (("--", cfg, default), ("--sac-", cfg.sac, default.sac)):
-        for f in fields(mine):
-            value = getattr(mine, f.name)
-            if f.name in ("sac", "out") or value is None or value == getattr(ref, f.name):
-                continue
-            flag = prefix + f.name.replace("_", "-")
-            if isinstance(value, bool):
-                parts.append(flag if value else "--no-" + flag[2:])
-                continue
-            parts += [flag, shlex.quote(",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value))]
+    parts = ["distlab", "train", *_changed_flags(cfg, TrainConfig(), "--")]
     if seeds is not None:
         parts += ["--seeds", ",".join(map(str, seeds))]
     return " ".join(parts + ["--resume", "--out", shlex.quote(str(cfg.out))])
+
+
+def _changed_flags(obj, default, prefix: str) -> list[str]:
+    """``distlab train``'s options for the fields of ``obj`` that differ from ``default`` (a nested group
+    such as ``sac`` gives ``--sac-NAME``, as ``deep.cli`` names them)."""
+    out = []
+    for f in fields(obj):
+        value, ref = getattr(obj, f.name), getattr(default, f.name)
+        flag = prefix + f.name.replace("_", "-")
+        if is_dataclass(value):
+            out += _changed_flags(value, ref, flag + "-")
+        elif f.name == "out" or value is None or value == ref:
+            continue
+        elif isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        else:
+            out += [flag, shlex.quote(",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value))]
+    return out
 
 
 def interrupted(signum: int, step: int, out, command: str) -> Interrupted:
