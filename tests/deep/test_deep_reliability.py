@@ -50,9 +50,9 @@ def finished_run(tmp_path_factory):
 
 
 def _copy(run: Path, dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for p in run.iterdir():
-        (dest / p.name).write_bytes(p.read_bytes())
+    import shutil
+
+    shutil.copytree(run, dest)  # files and the TensorBoard folder
     return dest
 
 
