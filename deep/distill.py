@@ -2,7 +2,10 @@
 
 Every step is computed for all K members at once; a per-member weight w_k (1 for students, 0 for the
 teacher and for members that do not learn) multiplies each member's loss, so non-students get exactly
-zero gradient.
+zero gradient. Members of one every-step update may follow different rules from different teachers: each
+rule component below is then per-member data (:class:`MemberRules`, derived from the registry and each
+member's ``RuleMapping``); one rule for every member is the special case, computed operation for operation
+as before.
 
 PIEKD's step (Hong et al., Eqs. 1-2), the default of ``--method piekd``:
 
@@ -81,13 +84,14 @@ from deep.config import RuleMapping
 from deep.kl import gaussian_kl, gaussian_log_prob, squashed_log_prob, squashed_sample, tanh_log_det
 from deep.networks import Ensemble
 from deep.replay import Batch, ReplayBuffer
-from deep.rng import normal, randint
+from deep.rng import SeedGenerators, normal, randint
 from deep.sac import critic_regression_loss, make_adam, sac_actor_terms, sac_critic_target, soft_value
 
 __all__ = ["Teacher", "policy_loss", "check_rule_supported", "piekd_losses", "rule_losses", "distill_phase",
            "rule_critic_target", "actor_critic", "check_mapping_for_rule", "student_alpha", "next_loss_name",
            "piekd_distill_step", "rule_distill_step", "PhaseContext", "phase_batch_count", "hardcopy",
-           "control_index_sets", "SUPPORTED_COMPONENTS"]
+           "control_index_sets", "SUPPORTED_COMPONENTS", "MemberRules", "member_rule_losses", "members_critic_target",
+           "temperature_loss", "restricted"]
 
 # The components of distlab.rules this backend maps to SAC (see the module docstring).
 SUPPORTED_COMPONENTS = {
@@ -171,12 +175,16 @@ class Teacher:
         return self.source.log_alpha.exp()[self.teacher_of]
 
     @torch.no_grad()
-    def value(self, obs: torch.Tensor, soft: bool = True) -> torch.Tensor:
+    def value(self, obs: torch.Tensor, soft=True, generator=None) -> torch.Tensor:
         """V_t(s) = min_j Q_t,j(s, a) - alpha_t log pi_t(a|s), a ~ pi_t(s); (K, B). ``soft=False``: the hard
-        value min_j Q_t,j(s, a) of the same sample (no entropy term)."""
+        value min_j Q_t,j(s, a) of the same sample (no entropy term); a (K,) bool tensor chooses per row.
+        ``generator``: where the sample comes from (default the teacher's; a rule update of stacked members
+        passes its runs' generators, restricted to the rows that need the value: ``MemberRules``)."""
         mean, log_std = self.policy(obs)
-        act, log_prob = squashed_sample(mean, log_std, self.gen)
+        act, log_prob = squashed_sample(mean, log_std, self.gen if generator is None else generator)
         value = self.q(obs, act).min(dim=1).values
+        if torch.is_tensor(soft):
+            return torch.where(soft[:, None], value - self.alpha()[:, None] * log_prob, value)
         return value - self.alpha()[:, None] * log_prob if soft else value
 
 
@@ -212,22 +220,64 @@ def piekd_losses(ens: Ensemble, teacher: Teacher, batch: Batch, weight: torch.Te
     return actor_loss, critic_loss
 
 
-def student_alpha(ens: Ensemble, mapping: RuleMapping) -> torch.Tensor:
-    """The student's temperature (K,) in a rule's values and actor: its own (auto, fixed) or 0 (none)."""
-    return torch.zeros_like(ens.log_alpha) if mapping.temperature == "none" else ens.log_alpha.exp()
+def student_alpha(ens: Ensemble, mapping) -> torch.Tensor:
+    """The student's temperature (K,) in a rule's values and actor: its own (auto, fixed) or 0 (none).
+    ``mapping``: one ``RuleMapping`` for every member, or a :class:`MemberRules` (each member its own)."""
+    modes = mapping.temperature if isinstance(mapping, MemberRules) else (mapping.temperature,)
+    none = [mode == "none" for mode in modes]
+    if all(none):
+        return torch.zeros_like(ens.log_alpha)
+    if not any(none):
+        return ens.log_alpha.exp()
+    return torch.where(_rows_mask(none, ens.log_alpha.device), 0.0, ens.log_alpha.exp())
 
 
-def _gate(rule, teacher: Teacher, ens: Ensemble, obs, generator, dpd: dict, mapping: RuleMapping) -> torch.Tensor | float:
-    if rule.gate == "none":
-        return 1.0
-    with torch.no_grad():
-        soft = mapping.value_gate == "soft"
-        alpha = student_alpha(ens, mapping) if soft else torch.zeros_like(ens.log_alpha)
-        xi = teacher.value(obs, soft=soft) - soft_value(ens, obs, generator, alpha=alpha)  # teacher (peer) minus self
-        if rule.gate == "value" or dpd.get("weight", "exp") == "indicator":
-            return (xi > 0).float()
-        w = torch.exp(dpd.get("alpha", 1.0) * xi).clamp(max=dpd.get("clip", 10.0))
-        return w / w.mean(-1, keepdim=True).clamp_min(1e-8)
+# ---------------------------------------------------------------------------------------- rules as data
+def _rows_mask(rows, device) -> torch.Tensor:
+    return torch.tensor(list(rows), dtype=torch.bool, device=device)
+
+
+def restricted(generator, rows):
+    """``generator`` drawing only for the members flagged in ``rows`` (the others draw nothing and get zeros).
+
+    All rows: the generator itself. Stacked runs (``deep.rng.SeedGenerators``): the runs whose rows are
+    flagged (a run's members share its rule, so its rows are all flagged or none). A single generator serves
+    only all rows (one run follows one rule): ValueError otherwise."""
+    rows = list(rows)
+    if all(rows):
+        return generator
+    if isinstance(generator, SeedGenerators):
+        per = generator.rows_per_run(len(rows))
+        active = []
+        for s, on in enumerate(generator.active):
+            block = rows[s * per:(s + 1) * per]
+            if len(set(block)) > 1:
+                raise ValueError(f"the members {s * per}..{(s + 1) * per - 1} of stacked run {s} follow different "
+                                 "rules; every member of one run follows the run's rule")
+            active.append(on and block[0])
+        return generator.only(active)
+    raise ValueError("members that follow different rules need one generator per run (deep.rng.SeedGenerators); "
+                     f"got one {type(generator).__name__} for rows {rows}")
+
+
+def _per_kind(kinds, compute: dict, like: torch.Tensor, generator=None, default: float = 0.0):
+    """Row k of ``compute[kinds[k]](g)`` (``default`` for a kind without an entry), each kind evaluated once,
+    on every row, with ``g`` = ``generator`` restricted to that kind's rows (:func:`restricted`; None when no
+    generator is given: a selection that draws nothing). One kind for every member: that kind's value itself
+    (a single rule's update, operation for operation)."""
+    distinct = list(dict.fromkeys(kinds))
+    if len(distinct) == 1:
+        fn = compute.get(distinct[0])
+        return default if fn is None else fn(generator)
+    out = torch.full_like(like, default)
+    for kind in distinct:
+        fn = compute.get(kind)
+        if fn is None:
+            continue
+        rows = [x == kind for x in kinds]
+        value = fn(None if generator is None else restricted(generator, rows))
+        out = torch.where(_rows_mask(rows, like.device)[:, None], value, out)
+    return out
 
 
 # ``RuleMapping.nd_correction = "kl"``: a cross-entropy loss in the next-state reward becomes its KL (the same
@@ -242,28 +292,175 @@ def next_loss_name(rule, mapping: RuleMapping) -> str:
     return KL_OF_CROSS_ENTROPY.get(name, name) if mapping.nd_correction == "kl" else name
 
 
-def _rule_reward(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator,
-                 mapping: RuleMapping) -> torch.Tensor | float:
-    """rhat(s, a, s') of the rule (no gradient), before its weight; see the module docstring."""
-    if rule.reward == "none":
+def _reward_kind(rule, mapping: RuleMapping) -> str:
+    """The rule's reward component with the choice it depends on (``neg-next-loss:LOSS``)."""
+    return f"neg-next-loss:{next_loss_name(rule, mapping)}" if rule.reward == "neg-next-loss" else rule.reward
+
+
+def _bootstrap_kind(rule, mapping: RuleMapping) -> str:
+    """B(s') of :func:`rule_critic_target`: the student's own target value (``return`` score, or the return
+    direction under ``td_plus_r = "separate"``), the teacher's value or 0 (td scores), averaged with the
+    student's (``+student``) for "+r" on a td score with one critic (``td_plus_r = "average"``)."""
+    if rule.score == "return" or (rule.env_reward and mapping.td_plus_r == "separate"):
+        return "student"
+    td = "teacher" if rule.score == "td-teacher-v" else "zero"
+    return td + "+student" if rule.env_reward else td
+
+
+class MemberRules:
+    """The rule of every member of one batched update as per-member data, derived from the registry.
+
+    Member k follows ``rules[k]`` (a ``distlab.rules.Rule``) with the choices ``mappings[k]``
+    (``deep.config.RuleMapping``); ``critic_fallback[k]``: regress its critic on SAC's target when its actor
+    reads no learned critic (``rule_update``: a gate that reads V_k). Each component of the module docstring
+    becomes one entry per member, computed from the rule's fields by the functions a single rule uses
+    (:func:`actor_critic`, :func:`next_loss_name`, ...), never restated:
+
+    * ``critic``: ``"rule"`` (regress on :func:`rule_critic_target`'s y), ``"sac"`` (SAC's y = r + gamma V_k(s'):
+      c_env 1, no reward, the student's bootstrap) or None (no critic step: weight 0 from the first update, so
+      its critic and Adam moments never move, and its targets, Polyak-averaged towards an equal critic, neither);
+    * ``c_env``, ``reward_weight``, ``loss_weight``: the coefficients of y = c_env r + w_rhat rhat + gamma (1 -
+      term) B(s') and of the loss; ``boot``: B's kind (:func:`_bootstrap_kind`); ``reward``: rhat's kind;
+    * ``actor``: the critic the actor ascends (none, student, teacher, mean); ``loss``; ``gate`` (none when the
+      rule has no loss: the gate weights the loss) and ``soft_gate``; ``temperature``; ``alpha_step``: whether
+      the temperature takes SAC's step (``auto`` and an actor that ascends a critic, whose log pi it reads).
+
+    The batched update evaluates each component once for the rows that use it, in the single rule's order
+    (bootstrap: teacher's value then the student's; reward; actor terms; gate: teacher then student; loss),
+    drawing random numbers only for those rows (:func:`restricted`): every run of a stack draws exactly what
+    it draws alone. When every member follows one rule the entries collapse to that rule's Python numbers
+    and the update is the single rule's, operation for operation (bit-identical).
+    """
+
+    def __init__(self, rules, mappings, critic_fallback=False, *, rule_target: bool = False):
+        self.rules, self.mappings = tuple(rules), tuple(mappings)
+        k = self.k = len(self.rules)
+        if len(self.mappings) != k:
+            raise ValueError(f"{len(self.mappings)} mappings for {k} members")
+        fallback = tuple(critic_fallback) if isinstance(critic_fallback, (list, tuple)) else (bool(critic_fallback),) * k
+        if len(fallback) != k:
+            raise ValueError(f"{len(fallback)} critic_fallback flags for {k} members")
+        pairs = list(zip(self.rules, self.mappings))
+        self.actor = tuple(actor_critic(r, m) for r, m in pairs)
+        self.critic = tuple("rule" if (a in ("student", "mean") or rule_target) else ("sac" if f else None)
+                            for a, f in zip(self.actor, fallback))
+        rule_rows = [(r, m, c) for (r, m), c in zip(pairs, self.critic)]
+        self.c_env = tuple((m.env_reward_weight if (r.env_reward or r.score != "return") else 0.0) if c == "rule"
+                           else (1.0 if c == "sac" else 0.0) for r, m, c in rule_rows)
+        self.boot = tuple(_bootstrap_kind(r, m) if c == "rule" else ("student" if c == "sac" else "zero") for r, m, c in rule_rows)
+        self.reward = tuple(_reward_kind(r, m) if c == "rule" else "none" for r, m, c in rule_rows)
+        self.reward_weight = tuple(m.reward_weight for m in self.mappings)
+        self.loss = tuple(r.loss for r in self.rules)
+        self.loss_weight = tuple(m.loss_weight for m in self.mappings)
+        self.gate = tuple(r.gate if r.loss != "none" else "none" for r in self.rules)
+        self.soft_gate = tuple(m.value_gate == "soft" for m in self.mappings)
+        self.temperature = tuple(m.temperature for m in self.mappings)
+        self.alpha_step = tuple(a != "none" and m.temperature == "auto" for a, m in zip(self.actor, self.mappings))
+
+    @classmethod
+    def uniform(cls, rule, mapping: RuleMapping, k: int, critic_fallback: bool = False) -> MemberRules:
+        """Every one of ``k`` members follows ``rule`` with ``mapping``."""
+        return cls((rule,) * k, (mapping,) * k, critic_fallback)
+
+    def coefficient(self, values, device):
+        """The per-member numbers ``values`` as the single rule's Python number when they are all equal (so a
+        single rule's update multiplies as it always did), else a (K, 1) tensor."""
+        if len(set(values)) == 1:
+            return values[0]
+        return torch.tensor(values, dtype=torch.float32, device=device)[:, None]
+
+    @property
+    def uniform_rule(self) -> bool:
+        return len(set(zip(self.rules, self.mappings))) == 1
+
+
+def _gate(table: MemberRules, teacher: Teacher, ens: Ensemble, obs, generator, dpd: dict) -> torch.Tensor | float:
+    """w(s) per member (module docstring): 1 without a gate; xi = V_t(s) - V_k(s) (soft or hard values) ->
+    1[xi > 0] (value gate, DPD's indicator) or DPD's clipped, batch-normalised exp(alpha xi)."""
+    gated = [g != "none" for g in table.gate]
+    if not any(gated):
+        return 1.0
+    generator = restricted(generator, gated)
+    with torch.no_grad():
+        device = ens.log_alpha.device
+        soft = table.soft_gate[0] if len(set(table.soft_gate)) == 1 else _rows_mask(table.soft_gate, device)
+        if torch.is_tensor(soft):
+            alpha = torch.where(soft, student_alpha(ens, table), 0.0)
+        else:
+            alpha = student_alpha(ens, table) if soft else torch.zeros_like(ens.log_alpha)
+        xi = teacher.value(obs, soft=soft, generator=generator) - soft_value(ens, obs, generator, alpha=alpha)  # teacher (peer) minus self
+
+        def indicator(_):
+            return (xi > 0).float()
+
+        def exp_weight(_):
+            w = torch.exp(dpd.get("alpha", 1.0) * xi).clamp(max=dpd.get("clip", 10.0))
+            return w / w.mean(-1, keepdim=True).clamp_min(1e-8)
+
+        kinds = ["none" if g == "none" else ("indicator" if g == "value" or dpd.get("weight", "exp") == "indicator" else "exp")
+                 for g in table.gate]
+        return _per_kind(kinds, {"indicator": indicator, "exp": exp_weight}, xi, default=1.0)
+
+
+def _reward_term(kind: str, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator) -> torch.Tensor | float:
+    """rhat(s, a, s') of reward component ``kind`` (:func:`_reward_kind`; no gradient), before its weight."""
+    if kind == "none":
         return 0.0
     with torch.no_grad():
         alive = 1.0 - batch.terminated
-        if rule.reward == "log-teacher":
+        if kind == "log-teacher":
             t_mean, t_log_std = teacher.policy(batch.obs)
             return squashed_log_prob(batch.act, t_mean, t_log_std)
-        if rule.reward == "neg-next-loss":
+        if kind.startswith("neg-next-loss:"):
             t_mean, t_log_std = teacher.policy(batch.next_obs)
             s_mean, s_log_std = ens.policy(batch.next_obs)
-            return -alive * policy_loss(next_loss_name(rule, mapping), t_mean, t_log_std, s_mean, s_log_std, generator)
-        if rule.reward == "log-teacher-next":
+            return -alive * policy_loss(kind.split(":", 1)[1], t_mean, t_log_std, s_mean, s_log_std, generator)
+        if kind == "log-teacher-next":
             s_mean, s_log_std = ens.policy(batch.next_obs)
             next_act, _ = squashed_sample(s_mean, s_log_std, generator)
             t_mean, t_log_std = teacher.policy(batch.next_obs)
             return alive * squashed_log_prob(next_act, t_mean, t_log_std)
-        if rule.reward == "teacher-v-shaping":
-            return gamma * alive * teacher.value(batch.next_obs) - teacher.value(batch.obs)
-    raise ValueError(f"unknown reward {rule.reward!r}; valid: {', '.join(SUPPORTED_COMPONENTS['reward'])}")
+        if kind == "teacher-v-shaping":
+            return gamma * alive * teacher.value(batch.next_obs, generator=generator) - teacher.value(batch.obs, generator=generator)
+    raise ValueError(f"unknown reward {kind!r}; valid: {', '.join(SUPPORTED_COMPONENTS['reward'])}")
+
+
+def _rule_reward(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator,
+                 mapping: RuleMapping) -> torch.Tensor | float:
+    """rhat(s, a, s') of the rule (no gradient), before its weight; see the module docstring."""
+    return _reward_term(_reward_kind(rule, mapping), teacher, ens, batch, gamma, generator)
+
+
+def _bootstrap(table: MemberRules, teacher: Teacher, ens: Ensemble, batch: Batch, generator, alpha) -> torch.Tensor:
+    """B(s') per member (:func:`_bootstrap_kind`): the teacher's value first, then the student's target value,
+    each drawn for the rows that use it, as a single rule draws them."""
+    kinds = table.boot
+    uses_teacher = [k.startswith("teacher") for k in kinds]
+    uses_student = [k.endswith("student") for k in kinds]
+    teacher_v = teacher.value(batch.next_obs, generator=restricted(generator, uses_teacher)) if any(uses_teacher) else None
+    student_v = (soft_value(ens, batch.next_obs, restricted(generator, uses_student), target=True, alpha=alpha)
+                 if any(uses_student) else None)
+    return _per_kind(kinds, {
+        "student": lambda _: student_v,
+        "teacher": lambda _: teacher_v,
+        "zero": lambda _: torch.zeros_like(batch.rew),
+        "teacher+student": lambda _: 0.5 * (teacher_v + student_v),  # "+r" on a td score, one critic (module docstring)
+        "zero+student": lambda _: 0.5 * (torch.zeros_like(batch.rew) + student_v),
+    }, batch.rew)
+
+
+def members_critic_target(table: MemberRules, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float,
+                          generator) -> torch.Tensor:
+    """y = c_env r + w_rhat rhat + gamma (1 - term) B(s') for every member (K, B), no gradient; the members'
+    coefficients and kinds from ``table`` (:class:`MemberRules`; SAC's target for its ``"sac"`` rows)."""
+    with torch.no_grad():
+        device = batch.rew.device
+        alpha = student_alpha(ens, table)
+        boot = _bootstrap(table, teacher, ens, batch, generator, alpha)
+        reward = _per_kind(table.reward, {kind: (lambda g, kind=kind: _reward_term(kind, teacher, ens, batch, gamma, g))
+                                          for kind in set(table.reward) if kind != "none"}, batch.rew, generator)
+        rhat = table.coefficient(table.reward_weight, device) * reward
+        return table.coefficient(table.c_env, device) * batch.rew + rhat + gamma * (1.0 - batch.terminated) * boot
 
 
 def rule_critic_target(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator,
@@ -273,17 +470,8 @@ def rule_critic_target(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamm
     B: the student's own target soft value for the ``return`` score and for the return direction of a td
     score's "+r" under ``td_plus_r = "separate"``; V_t(s') (or 0) for a td score, averaged with the
     student's own under ``td_plus_r = "average"`` when "+r"."""
-    with torch.no_grad():
-        c_env = mapping.env_reward_weight if (rule.env_reward or rule.score != "return") else 0.0
-        alpha = student_alpha(ens, mapping)
-        if rule.score == "return" or (rule.env_reward and mapping.td_plus_r == "separate"):
-            boot = soft_value(ens, batch.next_obs, generator, target=True, alpha=alpha)
-        else:
-            boot = teacher.value(batch.next_obs) if rule.score == "td-teacher-v" else torch.zeros_like(batch.rew)
-            if rule.env_reward:  # "+r" on a td score, one critic: the bootstraps averaged (module docstring)
-                boot = 0.5 * (boot + soft_value(ens, batch.next_obs, generator, target=True, alpha=alpha))
-        rhat = mapping.reward_weight * _rule_reward(rule, teacher, ens, batch, gamma, generator, mapping)
-        return c_env * batch.rew + rhat + gamma * (1.0 - batch.terminated) * boot
+    table = MemberRules((rule,) * ens.k, (mapping,) * ens.k, rule_target=True)
+    return members_critic_target(table, teacher, ens, batch, gamma, generator)
 
 
 def actor_critic(rule, mapping: RuleMapping) -> str:
@@ -311,26 +499,9 @@ def rule_uses_return(rule) -> bool:
     return rule.env_reward or rule.score != "return" or rule.reward != "none"
 
 
-def rule_losses(rule, ens: Ensemble, teacher: Teacher, batch: Batch, weight: torch.Tensor, gamma: float,
-                generator: torch.Generator, dpd: dict | None = None, critic_fallback: bool = False,
-                mapping: RuleMapping | None = None):
-    """(critic loss or None, a function computing (actor loss, log pi) after the critic step).
-
-    The actor loss is computed after the critic's optimizer step, as in SAC, so the returned closure
-    must be called then. ``critic_fallback``: when the actor reads no learned student critic, still
-    regress it on SAC's target (a value gate reads V_k). ``mapping``: ``deep.config.RuleMapping``.
-    """
-    dpd = dpd or {}
-    mapping = mapping or RuleMapping()
-    which = actor_critic(rule, mapping)
-    alpha = student_alpha(ens, mapping)
-    critic_loss = None
-    if which in ("student", "mean"):
-        target = rule_critic_target(rule, teacher, ens, batch, gamma, generator, mapping)
-        critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), target, weight)
-    elif critic_fallback:
-        target = sac_critic_target(ens, batch, gamma, generator, alpha=alpha)
-        critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), target, weight)
+def _actor_critic_fn(table: MemberRules, ens: Ensemble, teacher: Teacher):
+    """The critic Q(s, a) (K, B) each member's actor ascends (:func:`actor_critic`); None: the student's own
+    min_j Q_k,j for every member (``deep.sac.sac_actor_terms``' default)."""
 
     def teacher_critic(obs, act):
         return teacher.q_differentiable(obs, act).min(dim=1).values
@@ -338,23 +509,82 @@ def rule_losses(rule, ens: Ensemble, teacher: Teacher, batch: Batch, weight: tor
     def mean_critic(obs, act):
         return 0.5 * (ens.q(obs, act).min(dim=1).values + teacher_critic(obs, act))
 
+    kinds = [a for a in table.actor if a != "none"]
+    if len(set(kinds)) == 1:
+        return {"student": None, "teacher": teacher_critic, "mean": mean_critic}[kinds[0]]
+
+    def mixed(obs, act):
+        own = ens.q(obs, act).min(dim=1).values
+        theirs = teacher_critic(obs, act)
+        return _per_kind(table.actor, {"student": lambda _: own, "teacher": lambda _: theirs,
+                                       "mean": lambda _: 0.5 * (own + theirs)}, own)
+
+    return mixed
+
+
+def member_rule_losses(table: MemberRules, ens: Ensemble, teacher: Teacher, batch: Batch, weight: torch.Tensor,
+                       gamma: float, generator, dpd: dict | None = None):
+    """(critic loss or None, a function computing (actor loss or None, log pi or None) after the critic step)
+    of members that follow the rules of ``table`` (:class:`MemberRules`), summed over members with ``weight``.
+
+    The actor loss is computed after the critic's optimizer step, as in SAC, so the returned closure must be
+    called then. A member without a critic step has critic weight 0 (its critic gets an exact zero gradient);
+    a member that neither ascends a critic nor has a loss contributes 0 to the actor loss.
+    """
+    dpd = dpd or {}
+    device = batch.rew.device
+    alpha = student_alpha(ens, table)
+    steps = [c is not None for c in table.critic]
+    critic_loss = None
+    if any(steps):
+        target = members_critic_target(table, teacher, ens, batch, gamma, generator)
+        critic_weight = weight if all(steps) else weight * _rows_mask(steps, device)
+        critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), target, critic_weight)
+
     def actor_loss():
         per_state = 0.0
         log_prob = None
-        if which != "none":
-            critic = {"student": None, "teacher": teacher_critic, "mean": mean_critic}[which]
-            per_state, log_prob = sac_actor_terms(ens, batch.obs, generator, alpha=alpha, critic=critic)
-        if rule.loss != "none":
+        ascends = [a != "none" for a in table.actor]
+        if any(ascends):
+            terms, log_prob = sac_actor_terms(ens, batch.obs, restricted(generator, ascends), alpha=alpha,
+                                              critic=_actor_critic_fn(table, ens, teacher))
+            per_state = terms if all(ascends) else torch.where(_rows_mask(ascends, device)[:, None], terms, 0.0)
+        if any(loss != "none" for loss in table.loss):
             t_mean, t_log_std = teacher.policy(batch.obs)
             s_mean, s_log_std = ens.policy(batch.obs)
-            gate = _gate(rule, teacher, ens, batch.obs, generator, dpd, mapping)
-            loss = policy_loss(rule.loss, t_mean, t_log_std, s_mean, s_log_std, generator)
-            per_state = per_state + mapping.loss_weight * gate * loss
-        if isinstance(per_state, float):  # a rule with neither a return nor a loss: nothing to learn
+            gate = _gate(table, teacher, ens, batch.obs, generator, dpd)
+            loss = _per_kind(table.loss, {name: (lambda g, name=name: policy_loss(name, t_mean, t_log_std, s_mean, s_log_std, g))
+                                          for name in set(table.loss) if name != "none"}, batch.rew, generator)
+            per_state = per_state + table.coefficient(table.loss_weight, device) * gate * loss
+        if isinstance(per_state, float):  # no member has a return or a loss: nothing to learn
             return None, log_prob
         return (weight * per_state.mean(-1)).sum(), log_prob
 
     return critic_loss, actor_loss
+
+
+def temperature_loss(table: MemberRules, ens: Ensemble, log_prob, target_entropy: float):
+    """SAC's temperature loss E[-log alpha (log pi + target_entropy)] summed over the members whose
+    ``alpha_step`` is set (others: weight 0, an exact zero gradient); None when no member steps it."""
+    steps = table.alpha_step
+    if log_prob is None or not any(steps):
+        return None
+    per_member = (-ens.log_alpha[:, None] * (log_prob.detach() + target_entropy)).mean(-1)
+    return per_member.sum() if all(steps) else (_rows_mask(steps, per_member.device) * per_member).sum()
+
+
+def rule_losses(rule, ens: Ensemble, teacher: Teacher, batch: Batch, weight: torch.Tensor, gamma: float,
+                generator: torch.Generator, dpd: dict | None = None, critic_fallback: bool = False,
+                mapping: RuleMapping | None = None):
+    """(critic loss or None, a function computing (actor loss, log pi) after the critic step) of ``rule`` for
+    every member: :func:`member_rule_losses` with one rule.
+
+    The actor loss is computed after the critic's optimizer step, as in SAC, so the returned closure
+    must be called then. ``critic_fallback``: when the actor reads no learned student critic, still
+    regress it on SAC's target (a value gate reads V_k). ``mapping``: ``deep.config.RuleMapping``.
+    """
+    table = MemberRules.uniform(rule, mapping or RuleMapping(), ens.k, critic_fallback)
+    return member_rule_losses(table, ens, teacher, batch, weight, gamma, generator, dpd)
 
 
 def control_index_sets(rule, buffer: ReplayBuffer, students: list[int], teacher_actor: int) -> dict[int, torch.Tensor]:

@@ -35,15 +35,17 @@ import numpy as np
 import torch
 
 from deep.config import ConfigError, TrainConfig, check_values, parse_widths
-from deep.distill import (PhaseContext, Teacher, check_mapping_for_rule, check_rule_supported, control_index_sets, distill_phase, hardcopy,
-                          phase_batch_count, piekd_distill_step, rule_distill_step, rule_losses)
+from deep.distill import (MemberRules, PhaseContext, Teacher, check_mapping_for_rule, check_rule_supported, control_index_sets,
+                          distill_phase, hardcopy, member_rule_losses, phase_batch_count, piekd_distill_step, rule_distill_step,
+                          rule_losses, temperature_loss)
 from deep.election import recent_performance
 from deep.networks import affine, repeat_rows
 from deep.rng import randint
 
 __all__ = ["Method", "Plan", "METHODS", "plan_of", "resolve", "method_of", "sac_update", "rule_update", "dpd_step",
            "distill_phase_of_run", "extra_sac_phase", "hardcopy_phase", "WARMUP_ACTOR", "TEACHER_ACTOR",
-           "STACKABLE_METHODS", "check_stackable", "stacked_plan_of", "GatheredTeacher"]
+           "STACKABLE_METHODS", "check_stackable", "stacked_plan_of", "GatheredTeacher", "every_step_rules", "member_rules_of",
+           "frozen_teachers", "rule_batch_indices"]
 
 WARMUP_ACTOR = -2  # transitions collected by uniformly random warm-up actions
 TEACHER_ACTOR = -1  # transitions collected by a frozen teacher
@@ -65,16 +67,22 @@ def rule_update(run) -> None:
     (teacher, on-policy; td-teacher-v on the teacher's critic) gets no critic step: that step was ~60 % of
     its update's compute, spent on nothing (on-policy, HalfCheetah, batch 256, one thread: 9.7 -> 3.7 ms
     per update). The temperature takes SAC's step only under ``temperature = "auto"``.
-    """
-    cfg, ens, lr, mapping = run.cfg, run.ens, run.learner, run.cfg.mapping
-    from distlab import rules
 
-    teacher = Teacher(run.frozen.ensemble, [0] * cfg.k, run.gen)
-    weight = torch.ones(cfg.k, device=run.device)
-    rule = rules.get(cfg.rule)
-    batch = run.buffer.gather(rule_batch_indices(run, rule))
-    critic_loss, actor_fn = rule_losses(rule, ens, teacher, batch, weight, cfg.sac.gamma, run.gen, _dpd_settings(cfg),
-                                        critic_fallback=rule.uses_student_value, mapping=mapping)
+    ``run`` is a single run (one rule, one frozen teacher) or a stack of runs (``deep.seeds``) whose members
+    follow different rules from different frozen teachers: ONE batched update in which each member's
+    components are per-member data (``deep.distill.MemberRules``, from the registry and the member's
+    mapping) and its teacher a row of the stacked frozen teachers (:func:`frozen_teachers`). A member
+    without a critic step has critic weight 0 from the first update: zero gradients keep its critic and
+    fused Adam's moments at 0 (bit-identical), and the Polyak step of every target, as in the single run,
+    leaves its targets equal to its unchanged critic. Only members whose rule ascends a critic under
+    ``temperature = "auto"`` step their temperature (the others have weight 0 in its loss).
+    """
+    cfg, ens, lr = run.cfg, run.ens, run.learner
+    table = every_step_rules(run)
+    weight = torch.ones(table.k, device=run.device)
+    batch = run.buffer.gather(rule_batch_indices(run))
+    critic_loss, actor_fn = member_rule_losses(table, ens, frozen_teachers(run), batch, weight, cfg.sac.gamma, run.gen,
+                                               _dpd_settings(cfg))
     if critic_loss is not None:
         lr.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -86,25 +94,71 @@ def rule_update(run) -> None:
         actor_loss.backward()
         lr.actor_opt.step()
         run.track({"rule_actor": actor_loss.detach()})
-    if log_prob is not None and mapping.temperature == "auto":
-        alpha_loss = (-ens.log_alpha[:, None] * (log_prob.detach() + lr.target_entropy)).mean(-1).sum()
+    alpha_loss = temperature_loss(table, ens, log_prob, lr.target_entropy)
+    if alpha_loss is not None:
         lr.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         lr.alpha_opt.step()
     ens.soft_update_targets(cfg.sac.tau)
 
 
-def rule_batch_indices(run, rule) -> torch.Tensor:
+def every_step_rules(run) -> MemberRules:
+    """The members' rules of ``run``'s every-step update: a stack's own table (``deep.seeds``: each run's rule
+    and mapping for its K members), else the run's one rule for its K members."""
+    table = getattr(run, "member_rules", None)
+    if table is not None:
+        return table
+    from distlab import rules
+
+    rule = rules.get(run.cfg.rule)
+    return MemberRules.uniform(rule, run.cfg.mapping, run.cfg.k, critic_fallback=rule.uses_student_value)
+
+
+def member_rules_of(configs: list[TrainConfig]) -> MemberRules:
+    """:class:`deep.distill.MemberRules` of stacked runs: run s's rule and mapping for its K members."""
+    from distlab import rules
+
+    rows = [(rules.get(c.rule), c.mapping) for c in configs for _ in range(c.k)]
+    return MemberRules([r for r, _ in rows], [m for _, m in rows], [r.uses_student_value for r, _ in rows])
+
+
+def frozen_teachers(run) -> Teacher:
+    """The frozen teacher of every member: a stack's stacked teachers (``deep.seeds``), else the run's one."""
+    teacher = getattr(run, "teacher", None)
+    return teacher if teacher is not None else Teacher(run.frozen.ensemble, [0] * run.cfg.k, run.gen)
+
+
+def rule_batch_indices(run, rule=None) -> torch.Tensor:
     """(K, B) replay indices of a rule's every-step minibatch: uniform over the buffer, except a
     teacher-controlled rule under ``mapping.teacher_warmup = "exclude"``, whose rows are the teacher's
     transitions only (q = pi_t; the uniform warm-up rows never drawn). Same draws as ``buffer.sample``
-    otherwise, so the default reproduces earlier runs."""
+    otherwise, so the default reproduces earlier runs. A stack (``deep.seeds``) draws run s's K rows from
+    its own generator exactly so, in its own block of the stacked buffer."""
     cfg, buf = run.cfg, run.buffer
-    if rule.control == "teacher" and cfg.mapping.teacher_warmup == "exclude":
+    runs = getattr(run, "runs", None)
+    if runs is not None:
+        if not any(_excludes_warmup(r.cfg) for r in runs):
+            return buf.sample_indices(cfg.k, cfg.sac.batch_size, run.gen)
+        parts = []
+        for s, r in enumerate(runs):
+            pool = buf.indices_of_actor(s, TEACHER_ACTOR) if _excludes_warmup(r.cfg) else None
+            if pool is not None and pool.numel():
+                parts.append(pool[randint(pool.numel(), (r.cfg.k, cfg.sac.batch_size), r.gen, run.device)])
+            else:
+                parts.append(s * buf.capacity + randint(buf.size, (r.cfg.k, cfg.sac.batch_size), r.gen, run.device))
+        return torch.cat(parts)
+    if _excludes_warmup(cfg, rule):
         pool = buf.indices_of_actor(TEACHER_ACTOR)
         if pool.numel():
             return pool[randint(pool.numel(), (cfg.k, cfg.sac.batch_size), run.gen, run.device)]
     return buf.sample_indices(cfg.k, cfg.sac.batch_size, run.gen)
+
+
+def _excludes_warmup(cfg: TrainConfig, rule=None) -> bool:
+    from distlab import rules
+
+    rule = rules.get(cfg.rule) if rule is None else rule
+    return rule.control == "teacher" and cfg.mapping.teacher_warmup == "exclude"
 
 
 def _dpd_settings(cfg: TrainConfig) -> dict:
@@ -233,11 +287,12 @@ STACKABLE_METHODS = ("sac", "ensemble-sac", "sac-extra", "ensemble-sac-extra", "
 def check_stackable(cfg: TrainConfig) -> None:
     """ConfigError unless resolved ``cfg`` can run as stacked seeds (``--seeds``), naming what is supported."""
     supported = (f"--seeds supports the methods {', '.join(STACKABLE_METHODS)} (with or without a periodic --rule, "
-                 "sampled distillation); run the others one seed at a time with --seed")
+                 "sampled distillation; a frozen --teacher with a --rule on the every-step schedule); run the others "
+                 "one seed at a time with --seed")
     if cfg.method not in STACKABLE_METHODS:
         raise ConfigError(f"--seeds: method {cfg.method!r} is not stacked yet; {supported}")
-    if cfg.teacher is not None:
-        raise ConfigError(f"--seeds: a frozen --teacher is not stacked yet; {supported}")
+    if cfg.teacher is not None and cfg.schedule != "every-step":
+        raise ConfigError(f"--seeds: a frozen --teacher is stacked only on the every-step schedule, got {cfg.schedule!r}; {supported}")
     if method_of(cfg.method).phase is distill_phase_of_run and cfg.distill_mode != "sampled":
         raise ConfigError(f"--seeds: distill mode {cfg.distill_mode!r} is not stacked yet; {supported}")
 

@@ -32,7 +32,7 @@ import pandas as pd
 
 from distlab import rules
 
-__all__ = ["RULES", "ENVS", "QUALITIES", "Config", "CONFIGS", "cells", "run_cell", "shipped_teacher",
+__all__ = ["RULES", "ENVS", "QUALITIES", "Config", "CONFIGS", "cells", "run_cell", "run_group", "shipped_teacher",
            "TEACHERS_DIR", "COLUMNS", "check_rule", "per_env", "CHECKS", "run_check", "mapping_changes",
            "baseline_of", "compare_check", "read_baseline"]
 
@@ -219,13 +219,31 @@ def _limit_torch_threads() -> None:
 
 def run_cell(cell: dict) -> pd.DataFrame:
     """Train one student (see the module docstring); its evaluations as a tidy table of :data:`COLUMNS`."""
-    from deep.teacher_file import load_teacher
     from deep.train import train
 
     _limit_torch_threads()
     cfg = train_config(cell)
+    return _cell_table(cfg, train(cfg)["eval"])
+
+
+def run_group(group: list[dict]) -> list[pd.DataFrame]:
+    """The cells ``group`` of one env (any teachers, rules, mappings and seeds; same budgets and sizes) trained
+    as ONE stacked process (``deep.seeds.train_stack``): every cell's student is one member of one batched
+    every-step update in which each member follows its own rule from its own frozen teacher
+    (``deep.distill.MemberRules``), with its own env, RNG streams and replay rows. Each cell's table is
+    :func:`run_cell`'s for that cell, up to float rounding of the batched kernels (``tests/deep/test_rules_stack.py``)."""
+    from deep.seeds import train_stack
+
+    _limit_torch_threads()
+    configs = [train_config(cell) for cell in group]
+    return [_cell_table(cfg, tables["eval"]) for cfg, tables in zip(configs, train_stack(configs))]
+
+
+def _cell_table(cfg, evals: pd.DataFrame) -> pd.DataFrame:
+    """A cell's eval table with its teacher's training steps and recorded return, as :data:`COLUMNS`."""
+    from deep.teacher_file import load_teacher
+
     teacher = load_teacher(cfg.teacher)
-    evals = train(cfg)["eval"]
     recorded = (teacher.recorded_return or {}).get("mean_return", float("nan"))
     evals = evals.assign(teacher_steps=teacher.steps, teacher_recorded_return=float(recorded))
     return evals.loc[:, list(COLUMNS)].reset_index(drop=True)

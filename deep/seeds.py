@@ -1,4 +1,4 @@
-"""Independent runs of several seeds in one process, stacked on the member axis (``distlab train --seeds``).
+"""Independent runs in one process, stacked on the member axis (``distlab train --seeds``; study cells).
 
 S runs that differ only by their seed share one batched ensemble of S x K members (run s owns stacked
 members s K .. s K + K - 1: ``Ensemble(widths * S)``), one set of Adam optimizers (Adam is elementwise,
@@ -14,6 +14,14 @@ Same numbers as separate runs: run s is initialised from ``torch.manual_seed(see
 single run (a K-member Ensemble built and copied into its rows) and draws its random numbers from its own
 generators in the single run's order, so its updates equal the single run's with that seed up to float
 rounding of the batched kernels (``tests/deep/test_seeds.py``).
+
+Stacked cells (:func:`train_stack`, ``deep.rules_study.run_group``): the runs of one stack may also differ in
+rule, frozen teacher and rule mapping under the every-step schedule (:data:`PER_RUN_SETTINGS`; env, sizes and
+budgets are shared). ``deep.methods.rule_update`` is then ONE batched update in which each member follows its
+run's rule (``deep.distill.MemberRules``: per-member coefficients and kinds from the registry) from its run's
+teacher (the distinct frozen teachers stacked into one frozen ensemble, :func:`stacked_teachers`); each run
+acts (its teacher, for a teacher-controlled rule), evaluates (with its teacher's KL columns) and writes exactly
+its single run's tables. The same loop serves a single seed stack, stacked seeds and stacked cells.
 
 Outputs: ``OUT/seed_N/`` holds exactly a single run's files (tables, and a checkpoint in the single-run
 layout of ``deep.state``: the run's rows of every stacked tensor), so figures, ``--resume`` (stacked, or
@@ -40,7 +48,9 @@ from deep.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from deep.config import ConfigError, TrainConfig
 from deep.election import TeacherElection
 from deep.envs import env_dims, evaluate_policies, make_env, to_env_action
-from deep.methods import WARMUP_ACTOR, resolve, stacked_plan_of
+from deep.distill import Teacher, restricted
+from deep.kl import gaussian_kl, squashed_sample
+from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, GatheredTeacher, member_rules_of, resolve, stacked_plan_of
 from deep.networks import Ensemble, repeat_rows
 from deep.replay import StackedReplayBuffer
 from deep.rng import SeedGenerators
@@ -48,7 +58,8 @@ from deep.sac import SACLearner
 from deep.state import CHECKPOINT_FORMAT, check_same_run, device_of, episode_state, restore_progress, track_losses
 from deep.tblog import open_log
 
-__all__ = ["parse_seeds", "seed_run_dir", "SeedRun", "Stack", "new_stack", "run_state_dict", "load_stack", "train_seeds", "run_seeds_cell"]
+__all__ = ["parse_seeds", "seed_run_dir", "SeedRun", "Stack", "new_stack", "new_stack_of", "run_state_dict", "load_stack", "train_seeds",
+           "train_stack", "run_seeds_cell", "check_stack_configs", "stacked_teachers", "PER_RUN_SETTINGS"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -96,6 +107,9 @@ class SeedRun:
     ep_length: int = 0
     saved_episode: dict | None = None
     tb: object = None  # this run's TensorBoard log (deep.tblog), None when off
+    plan: object = None  # this run's Plan (who acts: a teacher-controlled rule's frozen teacher)
+    frozen: object = None  # this run's frozen teacher (deep.teacher_file.FrozenTeacher), None without one
+    teacher_rollout: object = None  # its cached evaluation episodes (deep.train.teacher_columns)
 
 
 @dataclass
@@ -118,6 +132,8 @@ class Stack:
     tb: object = None  # TensorBoard log of the stacked losses (OUT/tb), None when off
     keep_losses: bool = False
     last_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    member_rules: object = None  # every-step runs: each member's rule (deep.distill.MemberRules)
+    teacher: object = None  # every-step runs: the stacked frozen teachers, row r taught by its run's teacher
 
     def track(self, losses: dict[str, torch.Tensor]) -> None:
         """As ``RunState.track``: fold the (summed over runs) losses' finiteness into device flags."""
@@ -131,13 +147,23 @@ def _stack_tensors(states: list[dict]) -> dict:
 
 def new_stack(cfg: TrainConfig, seeds: list[int]) -> Stack:
     """Fresh stacked runs of resolved ``cfg``: run s seeded and initialised exactly as the single run ``seed_s``."""
+    return new_stack_of([replace(cfg, seed=seed, out=None if cfg.out is None else str(seed_run_dir(cfg.out, seed)))
+                         for seed in seeds])
+
+
+def new_stack_of(configs: list[TrainConfig]) -> Stack:
+    """Fresh stacked runs of resolved ``configs`` (one per run; :func:`check_stack_configs`): run s seeded and
+    initialised exactly as the single run of ``configs[s]``; every-step runs also get the members' rules
+    (``deep.methods.member_rules_of``) and their frozen teachers stacked (:func:`stacked_teachers`)."""
+    from deep.teacher_file import load_teacher
+
+    cfg = configs[0]
     device = device_of(cfg.device)
-    runs, inits = [], []
+    runs, inits, loaded = [], [], {}
     obs_dim = act_dim = None
     s = cfg.sac
-    for seed in seeds:
-        out = None if cfg.out is None else str(seed_run_dir(cfg.out, seed))
-        cfg_s = replace(cfg, seed=seed, out=out)
+    for cfg_s in configs:
+        seed = cfg_s.seed
         np_rng = np.random.default_rng(seed)  # the order of deep.state.new_state
         random.seed(seed)
         torch.manual_seed(seed)
@@ -147,17 +173,56 @@ def new_stack(cfg: TrainConfig, seeds: list[int]) -> Stack:
         obs_dim, act_dim = env_dims(env)
         single = Ensemble(obs_dim, act_dim, cfg.widths, s.hidden_layers, s.init_alpha, s.log_std_min, s.log_std_max)
         inits.append(single.state_dict())
+        frozen = None
+        if cfg_s.teacher is not None:
+            if cfg_s.teacher not in loaded:
+                loaded[cfg_s.teacher] = load_teacher(cfg_s.teacher, cfg.device)
+            frozen = loaded[cfg_s.teacher]
+            if (frozen.obs_dim, frozen.act_dim) != (obs_dim, act_dim):
+                raise ConfigError(f"teacher {cfg_s.teacher} was trained with (obs, act) sizes {(frozen.obs_dim, frozen.act_dim)}; "
+                                  f"{cfg.env} has {(obs_dim, act_dim)}")
         runs.append(SeedRun(cfg=cfg_s, env=env, np_rng=np_rng, gen=gen,
-                            election=TeacherElection(cfg.election, cfg.k, seed, cfg.epsilon, cfg.ucb_c),
+                            election=TeacherElection(cfg_s.election, cfg_s.k, seed, cfg_s.epsilon, cfg_s.ucb_c),
                             python_state=random.getstate(), torch_state=torch.get_rng_state(),
-                            member_returns=[[] for _ in range(cfg.k)]))
-    ens = Ensemble(obs_dim, act_dim, tuple(cfg.widths) * len(seeds), s.hidden_layers, s.init_alpha, s.log_std_min, s.log_std_max)
+                            member_returns=[[] for _ in range(cfg_s.k)], frozen=frozen))
+    ens = Ensemble(obs_dim, act_dim, tuple(cfg.widths) * len(configs), s.hidden_layers, s.init_alpha, s.log_std_min, s.log_std_max)
     ens.load_state_dict(_stack_tensors(inits))
     ens = ens.to(device)
     gens = SeedGenerators([run.gen for run in runs])
-    return Stack(cfg=replace(cfg, seed=seeds[0]), runs=runs, device=device, obs_dim=obs_dim, act_dim=act_dim, ens=ens,
-                 learner=SACLearner(ens, s, gens, cfg.compile),
-                 buffer=StackedReplayBuffer(len(seeds), min(s.buffer_size, cfg.steps), obs_dim, act_dim, device), gen=gens)
+    stack = Stack(cfg=cfg, runs=runs, device=device, obs_dim=obs_dim, act_dim=act_dim, ens=ens,
+                  learner=SACLearner(ens, s, gens, cfg.compile),
+                  buffer=StackedReplayBuffer(len(configs), min(s.buffer_size, cfg.steps), obs_dim, act_dim, device), gen=gens)
+    if cfg.schedule == "every-step":
+        stack.member_rules = member_rules_of(configs)
+        stack.teacher = stacked_teachers([run.frozen for run in runs for _ in range(run.cfg.k)], gens)
+    return stack
+
+
+def stacked_teachers(frozen: list, generator) -> Teacher:
+    """The frozen teachers of stacked rows (``frozen[r]`` teaches row r) as ONE frozen source evaluated once per
+    step: one teacher for every row is that teacher (``deep.distill.Teacher``, as a single run); several are
+    stacked into one frozen Ensemble, one member per distinct teacher, whose rows are gathered per row
+    (``deep.methods.GatheredTeacher``: one teacher forward costs one student forward)."""
+    distinct = list(dict.fromkeys(id(t) for t in frozen))
+    sources = [next(t for t in frozen if id(t) == i) for i in distinct]
+    teacher_of = [distinct.index(id(t)) for t in frozen]
+    if len(sources) == 1:
+        return Teacher(sources[0].ensemble, teacher_of, generator)
+    first = sources[0].ensemble
+    for t in sources[1:]:
+        e = t.ensemble
+        if (e.depth, e.log_std_min, e.log_std_max) != (first.depth, first.log_std_min, first.log_std_max):
+            raise ConfigError(f"stacked teachers need one depth and log-std range: {sources[0].source} has "
+                              f"{(first.depth, first.log_std_min, first.log_std_max)}, {t.source} {(e.depth, e.log_std_min, e.log_std_max)}")
+    stacked = Ensemble(first.obs_dim, first.act_dim, tuple(t.ensemble.widths[0] for t in sources), first.depth,
+                       log_std_min=first.log_std_min, log_std_max=first.log_std_max).to(first.log_alpha.device)
+    with torch.no_grad():
+        for i, t in enumerate(sources):
+            src = t.ensemble.member_tensors(0)
+            for name, dst in stacked.member_tensors(i).items():
+                dst.copy_(src[name])
+    stacked.requires_grad_(False)
+    return GatheredTeacher(stacked, teacher_of, generator)
 
 
 def _run_rows(value, runs: int, index: int):
@@ -216,37 +281,80 @@ def load_stack(stack: Stack, saved: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------------------- the stacked loop
-def start_stack(cfg: TrainConfig, seeds: list[int], *, resume: bool, overwrite: bool):
-    """As ``deep.train.start`` for stacked runs: every refusal before anything is written."""
-    from deep.train import TB_DIR, prepare_run_dir, remove_paths
+# the settings in which the runs of one stack may differ (everything else is shared: env, sizes, budgets, ...)
+PER_RUN_SETTINGS = ("seed", "out", "rule", "teacher", "mapping")
 
+
+def check_stack_configs(configs: list[TrainConfig]) -> None:
+    """ConfigError unless resolved ``configs`` can share one stack: each stackable (``check_stackable``), equal in
+    every setting but :data:`PER_RUN_SETTINGS` (rule, teacher and mapping may differ only under the every-step
+    schedule, where they are per-member data of ``deep.methods.rule_update``), distinct run directories."""
+    from deep.methods import check_stackable
+
+    first = configs[0].to_dict()
+    for cfg in configs:
+        check_stackable(cfg)
+        other = cfg.to_dict()
+        for name in first:
+            if name not in PER_RUN_SETTINGS and first[name] != other[name]:
+                raise ConfigError(f"stacked runs must share {name!r} (only {', '.join(PER_RUN_SETTINGS)} may differ); "
+                                  f"got {first[name]!r} and {other[name]!r}")
+        if configs[0].schedule != "every-step":
+            for name in ("rule", "teacher", "mapping"):
+                if first[name] != other[name]:
+                    raise ConfigError(f"stacked runs may differ in {name!r} only under the every-step schedule (a rule from "
+                                      f"a frozen --teacher); schedule {configs[0].schedule!r} got {first[name]!r} and {other[name]!r}")
+    outs = [c.out for c in configs if c.out is not None]
+    if len(set(outs)) != len(outs):
+        raise ConfigError(f"stacked runs need distinct run directories; got {outs}")
+
+
+def start_stack(cfg: TrainConfig, seeds: list[int], *, resume: bool, overwrite: bool):
+    """As ``deep.train.start`` for stacked seeds: every refusal before anything is written."""
     if len(seeds) < 1:
         raise ConfigError("--seeds: give at least one seed")
-    cfg = resolve(cfg)
-    plan = stacked_plan_of(cfg)
     if cfg.out is None:
         raise ConfigError("--seeds needs --out (the runs go to OUT/seed_N)")
+    configs = [replace(cfg, seed=seed, out=str(seed_run_dir(cfg.out, seed))) for seed in seeds]
+    return start_stack_of(configs, resume=resume, overwrite=overwrite, tb_parent=cfg.out)
+
+
+def start_stack_of(configs: list[TrainConfig], *, resume: bool, overwrite: bool, tb_parent=None):
+    """As ``deep.train.start`` for stacked runs of ``configs`` (each run's own config, :func:`check_stack_configs`):
+    every refusal before anything is written. ``tb_parent``: where the stacked losses' TensorBoard folder goes."""
+    from deep.train import TB_DIR, RunDirError, prepare_run_dir, remove_paths
+
+    if not configs:
+        raise ConfigError("a stack needs at least one run")
+    configs = [resolve(c) for c in configs]
+    check_stack_configs(configs)
+    plans = [stacked_plan_of(c) for c in configs]
     saved, doomed = [], []
-    for seed in seeds:
-        cfg_s = replace(cfg, seed=seed, out=str(seed_run_dir(cfg.out, seed)))
+    for cfg_s in configs:
+        if cfg_s.out is None:
+            if resume:
+                raise ConfigError("--resume needs a run directory (out) for every stacked run")
+            continue
         out = Path(cfg_s.out)
         doomed += prepare_run_dir(out, resume=resume, overwrite=overwrite)  # refuses; deletes nothing yet
         if resume:
             state = load_checkpoint(out, "cpu")
             check_same_run(resolve(TrainConfig.from_dict(state["config"])), cfg_s, f"{out}")
-            if state["step"] > cfg.steps:
-                from deep.train import RunDirError
-
-                raise RunDirError(f"cannot resume {out}: its checkpoint is at step {state['step']}, beyond --steps {cfg.steps}")
+            if state["step"] > cfg_s.steps:
+                raise RunDirError(f"cannot resume {out}: its checkpoint is at step {state['step']}, beyond --steps {cfg_s.steps}")
             saved.append(state)
-    stack_tb = Path(cfg.out) / TB_DIR  # the stacked losses' TensorBoard folder goes with the runs
-    if not resume and stack_tb.is_dir():
-        doomed.append(stack_tb)
-    stack = new_stack(cfg, seeds)
+    if tb_parent is not None:
+        stack_tb = Path(tb_parent) / TB_DIR  # the stacked losses' TensorBoard folder goes with the runs
+        if not resume and stack_tb.is_dir():
+            doomed.append(stack_tb)
+    stack = new_stack_of(configs)
+    stack.cfg = replace(stack.cfg, out=None if tb_parent is None else str(tb_parent))  # the stack's own files (tb)
+    for run, plan in zip(stack.runs, plans):
+        run.plan = plan
     if saved:
         load_stack(stack, saved)
-    remove_paths(doomed)  # every check passed for every seed: now (and only now) the directories change
-    return stack, plan
+    remove_paths(doomed)  # every check passed for every run: now (and only now) the directories change
+    return stack, plans[0]
 
 
 def _check_finite(stack: Stack) -> None:
@@ -264,22 +372,31 @@ def _check_finite(stack: Stack) -> None:
 
 def _act(stack: Stack) -> np.ndarray:
     """Every run's action (S, |A|): uniform during warm-up (each run's numpy RNG), else a sample of each run's
-    acting member from ONE batched forward of all S K members (each run's noise from its own generator)."""
+    acting member from ONE batched forward of all S K members (each run's noise from its own generator; a
+    run whose frozen teacher acts draws nothing there and samples its teacher, as its single run does)."""
     k = stack.cfg.k
     if stack.step < stack.cfg.sac.warmup_steps:
         return np.stack([run.np_rng.uniform(-1.0, 1.0, stack.act_dim) for run in stack.runs])
     obs = np.stack([np.asarray(run.obs, np.float32).reshape(-1) for run in stack.runs])
-    x = repeat_rows(torch.as_tensor(obs, device=stack.device)[:, None, :], k)  # (S K, 1, obs)
-    rows = torch.tensor([s * k + run.actor for s, run in enumerate(stack.runs)], device=stack.device)
+    x = torch.as_tensor(obs, device=stack.device)[:, None, :]
+    students = [run.actor != TEACHER_ACTOR for run in stack.runs]
+    rows = torch.tensor([s * k + max(run.actor, 0) for s, run in enumerate(stack.runs)], device=stack.device)
     with torch.no_grad():
-        actions = stack.learner.act(x, deterministic=False)[rows, 0]
+        actions = torch.zeros(len(stack.runs), stack.act_dim, device=stack.device)
+        if any(students):
+            mean, log_std = stack.ens.policy(repeat_rows(x, k))  # (S K, 1, obs)
+            actions = squashed_sample(mean, log_std, restricted(stack.gen, [on for on in students for _ in range(k)]))[0][rows, 0]
+        for s, run in enumerate(stack.runs):
+            if not students[s]:
+                mean, log_std = run.frozen.ensemble.policy(x[s:s + 1])
+                actions[s] = squashed_sample(mean, log_std, run.gen)[0][0, 0]
     return actions.cpu().numpy()  # one sync per env step for all runs
 
 
 def _evaluate(stack: Stack) -> None:
     """Deterministic episodes of every member of every run in ONE lockstep batch (run s's episodes from its own
     evaluation seeds, as its single run) -> each run's eval log."""
-    from deep.train import append_eval_rows
+    from deep.train import append_eval_rows, teacher_columns
 
     cfg, k = stack.cfg, stack.cfg.k
     seeds = [10_000 + 1_000 * run.cfg.seed for run in stack.runs for _ in range(k)]
@@ -287,16 +404,32 @@ def _evaluate(stack: Stack) -> None:
     def act_fn(obs):
         return stack.learner.act(torch.as_tensor(obs, device=stack.device), deterministic=True).cpu().numpy()
 
-    returns = evaluate_policies(act_fn, cfg.env, k * len(stack.runs), cfg.eval_episodes, seed=seeds)
+    with_teacher = any(run.frozen is not None for run in stack.runs)
+    out = evaluate_policies(act_fn, cfg.env, k * len(stack.runs), cfg.eval_episodes, seed=seeds, return_states=with_teacher)
+    returns, states = out if with_teacher else (out, None)
     for s, run in enumerate(stack.runs):
-        append_eval_rows(run, returns[s * k:(s + 1) * k], [{} for _ in range(k)], stack.learner.compile_ran)
+        extra = [{} for _ in range(k)]
+        if run.frozen is not None:
+            extra = teacher_columns(run, states[s * k:(s + 1) * k], lambda x, s=s, run=run: _kl_of_run(stack, s, run, x))
+        append_eval_rows(run, returns[s * k:(s + 1) * k], extra, stack.learner.compile_ran)
+
+
+@torch.no_grad()
+def _kl_of_run(stack: Stack, index: int, run: SeedRun, states: np.ndarray) -> np.ndarray:
+    """KL(run's teacher || member k) averaged over ``states`` for the K members of run ``index`` (its rows only)."""
+    x = torch.as_tensor(states, device=stack.device)[None]
+    t_mean, t_log_std = run.frozen.ensemble.policy(x)
+    k = run.cfg.k
+    kls = [gaussian_kl(t_mean, t_log_std, *stack.ens.member_policy(index * k + m, x)).mean(-1) for m in range(k)]
+    return torch.cat(kls).cpu().numpy()
 
 
 def _checkpoint(stack: Stack) -> None:
     _check_finite(stack)
     for i, run in enumerate(stack.runs):
-        save_checkpoint(run_state_dict(stack, i), run.cfg.out)
-        run.last_checkpoint_step = run.step
+        if run.cfg.out is not None:  # a study's cell without a run directory keeps no checkpoint (as a single run)
+            save_checkpoint(run_state_dict(stack, i), run.cfg.out)
+            run.last_checkpoint_step = run.step
     stack.last_checkpoint_step = stack.step
 
 
@@ -340,15 +473,35 @@ def train_seeds(cfg: TrainConfig, seeds: list[int], *, resume: bool = False, ove
                 stop_at: int | None = None) -> dict[int, dict[str, pd.DataFrame]]:
     """Train ``cfg`` for every seed in ``seeds`` as one stacked process (module docstring); return
     {seed: tables}. Arguments as ``deep.train.train``; ``cfg.out`` is the parent of the ``seed_N`` run dirs."""
-    from deep.train import Progress, StopSignals, _Killed, continue_episode, record_step, resume_command, tables, write_tables
+    from deep.train import resume_command
 
     command = resume_command(cfg, seeds)
     stack, plan = start_stack(cfg, seeds, resume=resume, overwrite=overwrite)
+    results = _train_stack(stack, plan, command, f"seeds {seeds[0]}..{seeds[-1]}", stop_at)
+    return {run.cfg.seed: result for run, result in zip(stack.runs, results)}
+
+
+def train_stack(configs: list[TrainConfig], *, resume: bool = False, overwrite: bool = False,
+                stop_at: int | None = None) -> list[dict[str, pd.DataFrame]]:
+    """Train the runs of ``configs`` as one stacked process: each its own config (seed, run directory ``out`` or
+    None, and under the every-step schedule its rule, frozen teacher and mapping; everything else shared,
+    :func:`check_stack_configs`), each writing exactly its single run's files; return each run's tables."""
+    from deep.train import resume_command
+
+    stack, plan = start_stack_of(configs, resume=resume, overwrite=overwrite)
+    command = "; ".join(resume_command(run.cfg) for run in stack.runs if run.cfg.out is not None)
+    return _train_stack(stack, plan, command, f"{len(stack.runs)} runs", stop_at)
+
+
+def _train_stack(stack: Stack, plan, command: str, label: str, stop_at: int | None) -> list[dict[str, pd.DataFrame]]:
+    """The stacked loop (``deep.train.train``'s, every run one env step per iteration, ONE batched update)."""
+    from deep.train import Progress, StopSignals, _Killed, continue_episode, record_step, tables, write_tables
+
     cfg, s = stack.cfg, stack.cfg.sac
-    bar = Progress(cfg, stack.step, f"{cfg.method} {cfg.env} seeds {seeds[0]}..{seeds[-1]}")
+    bar = Progress(cfg, stack.step, f"{cfg.method} {cfg.env} {label}")
     _open_logs(stack)
     for run in stack.runs:
-        continue_episode(run, plan)
+        continue_episode(run, run.plan)
     t0, s0, wall0 = time.perf_counter(), stack.step, stack.wall_time
     try:
         with StopSignals() as stop:
@@ -367,7 +520,7 @@ def train_seeds(cfg: TrainConfig, seeds: list[int], *, resume: bool = False, ove
                 wall = wall0 + time.perf_counter() - t0
                 for run, (next_obs, reward, terminated, truncated, _) in zip(stack.runs, steps):
                     run.step = stack.step
-                    record_step(run, plan, next_obs, reward, terminated, truncated, wall)
+                    record_step(run, run.plan, next_obs, reward, terminated, truncated, wall)
                 # ---- learn: the method's steps, all runs at once
                 if stack.step >= s.warmup_steps:
                     stack.keep_losses = stack.tb is not None and stack.step % cfg.nan_check_every == 0
@@ -394,7 +547,7 @@ def train_seeds(cfg: TrainConfig, seeds: list[int], *, resume: bool = False, ove
                     _checkpoint(stack)
                 if stack.step % 100 == 0 or stack.step == cfg.steps:
                     rate = (stack.step - s0) / (time.perf_counter() - t0)  # each run's env steps per second
-                    bar.advance(stack.step, len(seeds) * rate)
+                    bar.advance(stack.step, len(stack.runs) * rate)
                     for run in stack.runs:
                         if run.tb is not None:
                             run.tb.speed(stack.step, rate)
@@ -409,7 +562,7 @@ def train_seeds(cfg: TrainConfig, seeds: list[int], *, resume: bool = False, ove
         _close_logs(stack)
     for run in stack.runs:
         write_tables(run)
-    return {run.cfg.seed: tables(run) for run in stack.runs}
+    return [tables(run) for run in stack.runs]
 
 
 def run_seeds_cell(cell: dict) -> pd.DataFrame:

@@ -51,7 +51,7 @@ from deep.teacher_file import load_teacher, policy_returns
 
 __all__ = ["train", "run_cell", "append_eval_rows", "TrainingDiverged", "RunDirError", "Interrupted", "WARMUP_ACTOR", "TEACHER_ACTOR",
            "default_run_dir", "prepare_run_dir", "remove_paths", "RUN_FILES", "TB_DIR", "resume_command", "StopSignals", "Progress", "new_episode",
-           "record_step", "continue_episode"]
+           "record_step", "continue_episode", "teacher_columns"]
 
 RUN_FILES = (CHECKPOINT_NAME, "eval.parquet", "episodes.parquet", "phases.parquet")
 TB_DIR = "tb"  # TensorBoard's folder (deep.tblog): replaced with the run by --overwrite, kept by --resume
@@ -347,16 +347,22 @@ def evaluate(run: RunState) -> None:
     with_teacher = run.frozen is not None
     out = evaluate_policies(act_fn, cfg.env, cfg.k, cfg.eval_episodes, seed=seed, return_states=with_teacher)
     returns, states = out if with_teacher else (out, None)
-    extra = [{} for _ in range(cfg.k)]
-    if with_teacher:
-        if run.teacher_rollout is None:
-            run.teacher_rollout = policy_returns(run.frozen, cfg.env, cfg.eval_episodes, seed, return_states=True)
-        teacher_returns, teacher_states = run.teacher_rollout
-        on_teacher = kl_teacher_student(run, teacher_states)
-        for m in range(cfg.k):
-            extra[m] = dict(kl_student_states=float(kl_teacher_student(run, states[m])[m]),
-                            kl_teacher_states=float(on_teacher[m]), teacher_return=float(np.mean(teacher_returns)))
+    extra = teacher_columns(run, states, lambda x: kl_teacher_student(run, x)) if with_teacher else [{} for _ in range(cfg.k)]
     append_eval_rows(run, returns, extra, run.learner.compile_ran)
+
+
+def teacher_columns(run, states: list, kl) -> list[dict]:
+    """The frozen teacher's eval columns of each member of ``run`` (a RunState or one run of a stack):
+    KL(teacher || member) on the member's own evaluation states ``states[m]`` and on the teacher's
+    deterministic episodes (same seeds, rolled out once per run and cached), and the teacher's return.
+    ``kl(states)``: KL(teacher || member k) for every member k of the run, averaged over ``states`` (K,)."""
+    cfg = run.cfg
+    if run.teacher_rollout is None:
+        run.teacher_rollout = policy_returns(run.frozen, cfg.env, cfg.eval_episodes, 10_000 + 1_000 * cfg.seed, return_states=True)
+    teacher_returns, teacher_states = run.teacher_rollout
+    on_teacher = kl(teacher_states)
+    return [dict(kl_student_states=float(kl(states[m])[m]), kl_teacher_states=float(on_teacher[m]),
+                 teacher_return=float(np.mean(teacher_returns))) for m in range(cfg.k)]
 
 
 def append_eval_rows(run, returns: np.ndarray, extra: list[dict], compile_ran: str) -> None:

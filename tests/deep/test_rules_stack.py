@@ -1,0 +1,148 @@
+"""Rules as data on the member axis: a stacked group of mujoco-rules cells equals its cells run alone.
+
+A group is one env's cells (rule x teacher quality x seed) trained as ONE stacked process
+(``deep.rules_study.run_group`` -> ``deep.seeds.train_stack``): one batched every-step update in which each
+member follows its own rule from its own frozen teacher (``deep.distill.MemberRules``). The reference is
+independent of the stacking: each cell run alone (``deep.train.train``, today's single run) from the same
+seed. Equality holds up to float rounding of the batched kernels (eval tables, final parameters and Adam
+moments), and a member whose rule has no critic step keeps its critic, target critic and their Adam moments
+bit-identical to their initial values (and its temperature, where its rule does not step it).
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import deep.rules_study as rs
+from deep.checkpoint import load_checkpoint
+from deep.config import ConfigError
+from deep.distill import MemberRules, restricted
+from deep.methods import every_step_rules
+from deep.networks import Ensemble
+from deep.rng import SeedGenerators
+from deep.seeds import check_stack_configs, train_stack
+from deep.train import train
+from distlab import rules
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# every rule of the study, in three groups (each with both teacher qualities); a group mixes critic-less
+# rules (teacher, on-policy, td-teacher-v on the teacher's critic is elsewhere) with critic-stepping ones
+GROUPS = [("teacher", "on-policy", "entropy-regularised", "n-distill"),
+          ("expected-entropy", "on-policy+r", "n-distill+r", "expected-entropy+r"),
+          ("value-gated+r", "teacher-v-reward", "td-teacher-v", "rl")]
+SMALL = replace(rs.CONFIGS["smoke"], steps=200, record_every=100, warmup_steps=100, eval_episodes=1, width=16, batch_size=16,
+                teachers=rs.QUALITIES)
+
+
+def _configs(cells, root):
+    return [replace(rs.train_config(c), out=str(root / f"{c['rule']}_{c['teacher']}_{c['seed']}"), tensorboard=False)
+            for c in cells]
+
+
+def _initial_ensemble(cfg, obs_dim, act_dim):
+    """The student a run of ``cfg`` starts from (``deep.state.new_state``'s order: seeded, then built)."""
+    torch.manual_seed(cfg.seed)
+    s = cfg.sac
+    return Ensemble(obs_dim, act_dim, (s.width,), s.hidden_layers, s.init_alpha, s.log_std_min, s.log_std_max).state_dict()
+
+
+@pytest.mark.parametrize("group, seeds", [(GROUPS[0], (0,)), (GROUPS[1], (1,)), (GROUPS[2], (0,))])
+def test_a_stacked_group_equals_its_cells_run_alone(tmp_path, group, seeds):
+    cells = rs.cells(replace(SMALL, rules=group, seeds=seeds))
+    stacked_cfgs, alone_cfgs = _configs(cells, tmp_path / "stack"), _configs(cells, tmp_path / "alone")
+    stacked = train_stack(stacked_cfgs)
+    worst = {}
+    for cell, cfg_s, cfg_a, tables in zip(cells, stacked_cfgs, alone_cfgs, stacked):
+        alone = train(cfg_a)
+        a, b = tables["eval"], alone["eval"]
+        assert a[["step", "member", "env_steps", "episodes"]].equals(b[["step", "member", "env_steps", "episodes"]])
+        for col in ("mean_return", "kl_student_states", "kl_teacher_states", "teacher_return"):
+            np.testing.assert_allclose(a[col], b[col], rtol=1e-4, atol=1e-4, err_msg=f"{cell['rule']} {cell['teacher']}: {col}")
+            worst[col] = max(worst.get(col, 0.0), float(np.max(np.abs(a[col].to_numpy() - b[col].to_numpy()))))
+        # the episode log: same episodes (lengths, terminations), returns up to rounding
+        ea, eb = tables["episodes"], alone["episodes"]
+        assert ea[["step", "episode", "actor", "length", "terminated"]].equals(eb[["step", "episode", "actor", "length", "terminated"]])
+        sa, sb = load_checkpoint(cfg_s.out, "cpu"), load_checkpoint(cfg_a.out, "cpu")
+        for key in sb["ensemble"]:
+            torch.testing.assert_close(sa["ensemble"][key], sb["ensemble"][key], rtol=1e-4, atol=1e-5, msg=f"{cell['rule']}: {key}")
+            worst["parameters"] = max(worst.get("parameters", 0.0), float((sa["ensemble"][key] - sb["ensemble"][key]).abs().max()))
+        for name, opt in sb["optimizers"].items():
+            for i, state in opt["state"].items():
+                for key, value in state.items():
+                    torch.testing.assert_close(sa["optimizers"][name]["state"][i][key], value, rtol=1e-3, atol=1e-6)
+    print(f"max |stacked - alone| over {len(cells)} cells: {worst}")
+
+
+@pytest.mark.parametrize("rule", ["teacher", "on-policy"])
+def test_a_member_without_a_critic_step_keeps_its_critic_targets_and_moments(tmp_path, rule):
+    """In a group with critic-stepping rules (whose critic Adam steps the stacked tensors), the critic, target
+    critic and critic Adam moments of a rule that never reads a critic stay bit-identical to their initial
+    values (moments: 0, as an Adam that never stepped), and so do its temperature and its Adam moments."""
+    cells = rs.cells(replace(SMALL, rules=(rule, "on-policy+r", "value-gated+r"), teachers=("good",), seeds=(2,)))
+    cfgs = _configs(cells, tmp_path)
+    train_stack(cfgs)
+    state = load_checkpoint(cfgs[0].out, "cpu")
+    init = _initial_ensemble(cfgs[0], state["obs_dim"], state["act_dim"])
+    for key, value in state["ensemble"].items():
+        if "critic" in key or key == "log_alpha":
+            assert torch.equal(value, init[key]), key
+    moving = load_checkpoint(cfgs[1].out, "cpu")["ensemble"]
+    assert not torch.equal(moving["groups.0.critic.layers.0.weight"], init["groups.0.critic.layers.0.weight"])
+    for name in ("critic", "alpha"):
+        stepped = state["optimizers"][name]["state"]
+        assert stepped, f"the stack's {name} Adam stepped (other members' rules use it)"
+        for per_param in stepped.values():
+            for key in ("exp_avg", "exp_avg_sq"):
+                assert torch.count_nonzero(per_param[key]) == 0, (name, key)
+
+
+def test_member_rules_come_from_the_registry_and_the_mapping():
+    from deep.config import RuleMapping
+
+    table = MemberRules([rules.get("teacher"), rules.get("n-distill+r"), rules.get("td-teacher-v+r"), rules.get("value-gated")],
+                        [RuleMapping(), RuleMapping(nd_correction="kl", reward_weight=0.5), RuleMapping(),
+                         RuleMapping(value_gate="hard", temperature="none")],
+                        [False, False, False, True])
+    assert table.critic == (None, "rule", "rule", "sac")
+    assert table.actor == ("none", "student", "student", "none")
+    assert table.boot == ("zero", "student", "teacher+student", "student")
+    assert table.reward == ("none", "neg-next-loss:kl", "none", "none")
+    assert table.c_env == (0.0, 1.0, 1.0, 1.0)
+    assert table.reward_weight[1] == 0.5
+    assert table.gate == ("none", "none", "none", "value") and table.soft_gate == (True, True, True, False)
+    assert table.alpha_step == (False, True, True, False)
+    assert table.coefficient((1.0, 1.0), "cpu") == 1.0  # one rule: the single rule's Python number
+    assert torch.equal(table.coefficient((1.0, 0.5), "cpu"), torch.tensor([[1.0], [0.5]]))
+
+
+def test_one_rule_per_run_and_one_generator_per_run():
+    gens = SeedGenerators([torch.Generator().manual_seed(s) for s in range(2)])
+    assert restricted(gens, [True, True, False, False]).active == (True, False)
+    with pytest.raises(ValueError, match="stacked run 0 follow different rules"):
+        restricted(gens, [True, False, False, False])
+    with pytest.raises(ValueError, match="one generator per run"):
+        restricted(torch.Generator(), [True, False])
+
+
+def test_a_single_run_uses_the_one_rule_table():
+    from types import SimpleNamespace
+
+    cell = rs.cells(rs.CONFIGS["smoke"])[0]
+    cfg = rs.train_config(dict(cell, rule="value-gated"))
+    table = every_step_rules(SimpleNamespace(cfg=replace(cfg, k=2)))
+    assert table.uniform_rule and table.critic == ("sac", "sac")
+
+
+def test_stacks_refuse_runs_that_differ_in_a_shared_setting():
+    from deep.methods import resolve
+
+    cells = rs.cells(replace(SMALL, rules=("teacher", "rl"), teachers=("good",)))
+    a, b = (resolve(rs.train_config(c)) for c in cells)
+    check_stack_configs([a, b])  # rule differs: fine
+    with pytest.raises(ConfigError, match="must share 'steps'.*only seed, out, rule, teacher, mapping may differ"):
+        check_stack_configs([a, replace(b, steps=400)])
+    with pytest.raises(ConfigError, match="distinct run directories"):
+        check_stack_configs([replace(a, out="x"), replace(b, out="x")])
