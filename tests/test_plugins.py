@@ -20,6 +20,14 @@ from distlab.cli import app
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _own_registry(monkeypatch):
+    """Each test registers into a copy of the registry: the plugins' rules must not leak into other tests of the
+    same worker (tests/test_rules.py checks that the registry holds exactly the design's names)."""
+    monkeypatch.setattr(rules, "_REGISTRY", dict(rules._REGISTRY))
+    monkeypatch.setattr(plugins, "_LOADED_ENTRY_POINTS", set())
+
+
 def _flat(output: str) -> str:
     """The output without rich's box and line wrapping."""
     return " ".join(output.replace("│", " ").split())
