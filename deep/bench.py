@@ -17,6 +17,11 @@ the final evaluation are outside the measurement; phases are inside):
   compiled (``reduce-overhead`` on CUDA, ``default`` on CPU), with ``compile_ran`` (what actually ran) and
   ``env_step_share``: the fraction of an env step's time spent in ``env.step`` (the env's own speed,
   measured alone, over the end-to-end speed);
+* ``rules_update_separate`` / ``rules_update_stacked``: a ``mujoco-rules`` group (six rules x both shipped
+  teachers, K = 1 students, ``deep.rules_study.run_group``): ms per member of the every-step update, each cell's
+  update one after another against ONE stacked update of members with different rules and teachers
+  (``stacked_over_separate``); ``rules_env_step``: the stacked loop's simulators stepped one by one, ms per
+  env step and per loop step (every cell one step);
 * ``seeds_stacked``: aggregate env steps/s of ``--seeds 0-4`` piekd K = 3 in one process (``deep.seeds``);
 * ``seeds_separate``: the same five runs as five processes at once (sum of their loop speeds; and the
   aggregate including process start-up), and ``seeds_stacked_over_separate``.
@@ -40,10 +45,14 @@ from pathlib import Path
 
 from distlab.bench import benchmark, best_time
 
-__all__ = ["deep_benchmarks", "loop_speed", "env_speed"]
+__all__ = ["deep_benchmarks", "loop_speed", "env_speed", "rules_stack_benchmarks", "RULES_GROUP"]
 
-FULL = dict(env="HalfCheetah-v5", width=256, batch=256, warmup=1_000, learn=3_000, interval=1_000, update_repeats=200)
-QUICK = dict(env="Pendulum-v1", width=64, batch=64, warmup=200, learn=600, interval=200, update_repeats=5)
+FULL = dict(env="HalfCheetah-v5", width=256, batch=256, warmup=1_000, learn=3_000, interval=1_000, update_repeats=200,
+            rules_env="HalfCheetah-v5")
+QUICK = dict(env="Pendulum-v1", width=64, batch=64, warmup=200, learn=600, interval=200, update_repeats=5,
+             rules_env="Hopper-v5")
+# the rules of the stacked-cells figures: critic-less imitation, rule rewards, a value gate, a td score, SAC
+RULES_GROUP = ("teacher", "on-policy", "n-distill+r", "value-gated+r", "td-teacher-v", "rl")
 
 
 def _learner(k: int, device, obs_dim=17, act_dim=6, width=256):
@@ -104,6 +113,83 @@ def update_benchmarks(device: str, repeats: int) -> Iterator[dict]:
                ensemble_updates_per_second=1 / t_batched, member_updates_per_second=3 / t_batched,
                batched_over_looped=t_batched / t_looped, target="<= 0.9 (CPU)",
                k3_over_k1=t_batched / t_one, k3_over_k1_target="<= 1.5 (CUDA)")
+
+
+def _fill(buffer, gen) -> None:
+    """Random transitions in every row of a (stacked) replay buffer, all collected by the student."""
+    buffer.obs.normal_(generator=gen)
+    buffer.next_obs.normal_(generator=gen)
+    buffer.act.uniform_(-1, 1, generator=gen)
+    buffer.rew.normal_(generator=gen)
+    buffer.size = buffer.capacity
+
+
+def rules_stack_benchmarks(device: str, settings: dict, repeats: int) -> Iterator[dict]:
+    """Stacked against separate mujoco-rules cells (``deep.rules_study.run_group``): the every-step update of
+    the cells of :data:`RULES_GROUP` x both shipped teachers as ONE stacked update (``deep.seeds``, each member
+    its own rule and teacher) against each cell's own update one after another, in ms per member update; and
+    the stacked loop's env stepping (its simulators one by one), in ms per env step and per loop step."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    import deep.rules_study as rs
+    from deep.envs import make_env
+    from deep.methods import resolve, rule_update
+    from deep.seeds import new_stack_of
+    from deep.state import new_state
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    config = rs.Config(envs=(settings["rules_env"],), rules=RULES_GROUP, seeds=(0,), steps=5_000, record_every=5_000,
+                       warmup_steps=0, width=settings["width"], batch_size=settings["batch"])
+    cfgs = [resolve(replace(rs.train_config(cell), device=device)) for cell in rs.cells(config)]
+    gen = torch.Generator(device=device).manual_seed(0)
+    stack = new_stack_of(cfgs)
+    _fill(stack.buffer, gen)
+    singles = []
+    for cfg in cfgs:
+        run = new_state(cfg, peer_optimizer=False, frozen=stack.runs[len(singles)].frozen)
+        _fill(run.buffer, gen)
+        singles.append(run)
+    n = min(5, repeats) if device == "cpu" else repeats
+
+    def stacked():
+        for _ in range(n):
+            rule_update(stack)
+        sync()
+
+    def separate():
+        for _ in range(n):
+            for run in singles:
+                rule_update(run)
+        sync()
+
+    for fn in (stacked, separate):  # warm-up
+        fn()
+    members = len(cfgs)
+    t_stacked, t_separate = best_time(stacked, repeat=3) / n, best_time(separate, repeat=3) / n
+    common = dict(device=device, env=settings["rules_env"], cells=members, rules=len(RULES_GROUP), width=settings["width"],
+                  batch=settings["batch"], threads=torch.get_num_threads())
+    yield dict(benchmark="rules_update_separate", ms_per_member_update=1e3 * t_separate / members, **common)
+    yield dict(benchmark="rules_update_stacked", ms_per_member_update=1e3 * t_stacked / members,
+               stacked_over_separate=t_stacked / t_separate, **common)
+    envs = [make_env(settings["rules_env"]) for _ in cfgs]
+    rng = np.random.default_rng(0)
+    for i, env in enumerate(envs):
+        env.reset(seed=i)
+    loops = 200
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        for env in envs:
+            _, _, terminated, truncated, _ = env.step(rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32))
+            if terminated or truncated:
+                env.reset()
+    seconds = time.perf_counter() - t0
+    for env in envs:
+        env.close()
+    yield dict(benchmark="rules_env_step", env_ms_per_step=1e3 * seconds / (loops * members),
+               env_ms_per_stacked_step=1e3 * seconds / loops, **common)
 
 
 def loop_speed(episodes, warmup: int) -> tuple[float, int]:
@@ -238,6 +324,8 @@ def deep_benchmarks(device: str | None = None, quick: bool = False) -> Iterator[
     try:
         for dev in devices:
             for record in update_benchmarks(dev, settings["update_repeats"]):
+                yield dict(record, quick=quick)
+            for record in rules_stack_benchmarks(dev, settings, settings["update_repeats"]):
                 yield dict(record, quick=quick)
             if device is not None or dev.startswith("cuda"):
                 for record in end_to_end_benchmarks(dev, settings):

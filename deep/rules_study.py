@@ -32,7 +32,8 @@ import pandas as pd
 
 from distlab import rules
 
-__all__ = ["RULES", "ENVS", "QUALITIES", "Config", "CONFIGS", "cells", "run_cell", "run_group", "shipped_teacher",
+__all__ = ["RULES", "ENVS", "QUALITIES", "Config", "CONFIGS", "cells", "run_cell", "run_group", "group_of", "gpu_share",
+           "check_device", "PER_CELL", "shipped_teacher",
            "TEACHERS_DIR", "COLUMNS", "check_rule", "per_env", "CHECKS", "run_check", "mapping_changes",
            "baseline_of", "compare_check", "read_baseline"]
 
@@ -79,6 +80,15 @@ class Config:
     # choices of the rule's SAC mapping (deep.config.RuleMapping), as (field, value) pairs; a cell carries
     # only those that differ from the defaults, so the default study's cells keep their names (and results)
     mapping: tuple = ()
+    # where the students train: cpu or cuda[:N]; a cell carries ``device`` only when it is not cpu (same names)
+    device: str = "cpu"
+    # run each env's cells (teachers x rules x seeds) as ONE stacked process (run_group) instead of one
+    # process per cell; each cell's table is the same up to float rounding (tests/deep/test_rules_stack.py).
+    # Off by default: the committed results were made cell by cell, and chaotic MuJoCo dynamics can amplify
+    # rounding differences over long runs.
+    stack: bool = False
+    # on Ray with a CUDA device, the share of one GPU a group asks for (num_gpus; Ray packs 1 / share groups per GPU)
+    gpus_per_group: float = 0.5
 
 
 def per_env(value, env: str) -> int:
@@ -145,15 +155,47 @@ def cells(config: Config) -> list[dict]:
     for env in config.envs:
         shipped_teacher(env, config.teachers[0])  # fail before the run, naming the missing file
     mapping = mapping_changes(config.mapping)
+    device = check_device(config.device)
     return [
         dict(env=env, teacher=quality, rule=rule, seed=int(seed), steps=per_env(config.steps, env),
              record_every=per_env(config.record_every, env), eval_episodes=config.eval_episodes,
-             warmup_steps=config.warmup_steps, width=config.width, batch_size=config.batch_size, **mapping)
+             warmup_steps=config.warmup_steps, width=config.width, batch_size=config.batch_size, **mapping, **device)
         for seed in config.seeds
         for env in config.envs
         for rule in config.rules
         for quality in config.teachers
     ]
+
+
+def check_device(device: str) -> dict:
+    """The cell entry of ``Config.device``: none for cpu (cells keep their names), else ``{"device": ...}``;
+    ValueError naming the valid choices."""
+    if device == "cpu":
+        return {}
+    if not (isinstance(device, str) and (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()))):
+        raise ValueError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N")
+    return {"device": device}
+
+
+# the cell entries in which the cells of one stacked group may differ (deep.seeds.PER_RUN_SETTINGS, in cell terms)
+PER_CELL = ("teacher", "rule", "seed")
+
+
+def group_of(cell: dict) -> str:
+    """The stacked group of ``cell`` (``Config.stack``): the cells of one env with the same budgets and sizes."""
+    import json
+
+    return json.dumps({k: v for k, v in cell.items() if k not in PER_CELL}, sort_keys=True)
+
+
+def gpu_share(config: Config) -> float:
+    """The GPU share (Ray's ``num_gpus``) a stacked group asks for: ``gpus_per_group`` on CUDA, 0 on CPU."""
+    if not config.device.startswith("cuda"):
+        return 0.0
+    share = config.gpus_per_group
+    if not (isinstance(share, (int, float)) and (0 < share <= 1 or (share > 1 and float(share).is_integer()))):
+        raise ValueError(f"gpus_per_group must be in (0, 1] or a whole number of GPUs; got {config.gpus_per_group!r}")
+    return float(config.gpus_per_group)
 
 
 def mapping_changes(pairs) -> dict:
@@ -198,7 +240,7 @@ def train_config(cell: dict):
     base = TrainConfig(env=cell["env"], method="piekd", k=1, rule=cell["rule"], seed=cell["seed"], steps=cell["steps"],
                        teacher=str(shipped_teacher(cell["env"], cell["teacher"])), schedule="every-step",
                        eval_every=cell["record_every"], eval_episodes=cell["eval_episodes"], out=None,
-                       checkpoint_every=cell["steps"], progress=False)
+                       checkpoint_every=cell["steps"], progress=False, device=cell.get("device", "cpu"))
     from dataclasses import fields
 
     from deep.config import RuleMapping

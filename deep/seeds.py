@@ -466,7 +466,9 @@ def _stop_here(stack: Stack, signum: int, command: str) -> None:
         _checkpoint(stack)
     for run in stack.runs:
         write_tables(run)
-    raise interrupted(signum, stack.step, stack.cfg.out, command)
+    outs = [run.cfg.out for run in stack.runs if run.cfg.out is not None]
+    where = stack.cfg.out if stack.cfg.out is not None else (", ".join(outs) or None)  # stacked cells: their own dirs
+    raise interrupted(signum, stack.step, where, command)
 
 
 def train_seeds(cfg: TrainConfig, seeds: list[int], *, resume: bool = False, overwrite: bool = False,

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["run_grid", "cell_hash", "cell_path", "BACKENDS"]
+__all__ = ["run_grid", "cell_hash", "cell_path", "BACKENDS", "ray_resources"]
 
 BACKENDS = ("local", "ray")
 
@@ -151,14 +151,38 @@ def _register_missing(registered: tuple) -> None:
 def _run_one(run_cell: Callable[[dict], pd.DataFrame], cell: dict, path: str, config: dict, threads: int | None,
              registered: tuple = ()) -> str:
     """Run one cell, add its parameters as columns and write it atomically to ``path``."""
-    from distlab.io import write_parquet
-
     if threads is not None:
         _limit_threads(threads)
     _register_missing(registered)
     wall, cpu = time.perf_counter(), time.process_time()
     table = run_cell(dict(cell))
     timing = dict(seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu)
+    _write_cell(cell, path, table, dict(config, cell=cell, timing=timing))
+    return path
+
+
+def _run_group(run_group: Callable[[list[dict]], list[pd.DataFrame]], cells: list[dict], paths: list[str], config: dict,
+               threads: int | None, registered: tuple = ()) -> list[str]:
+    """Run a group of cells as one task (``run_group(cells) -> one table per cell``, e.g. a study that trains
+    them as one stacked process) and write each cell's file exactly as :func:`_run_one` writes it; each
+    cell's timing is the group's, divided evenly among its cells (``group_cells`` records how many)."""
+    if threads is not None:
+        _limit_threads(threads)
+    _register_missing(registered)
+    wall, cpu = time.perf_counter(), time.process_time()
+    tables = run_group([dict(c) for c in cells])
+    if not isinstance(tables, (list, tuple)) or len(tables) != len(cells):
+        raise TypeError(f"run_group must return one DataFrame per cell ({len(cells)}); got {type(tables).__name__}")
+    n = len(cells)
+    timing = dict(seconds=(time.perf_counter() - wall) / n, cpu_seconds=(time.process_time() - cpu) / n, group_cells=n)
+    for cell, path, table in zip(cells, paths, tables):
+        _write_cell(cell, path, table, dict(config, cell=cell, timing=timing))
+    return list(paths)
+
+
+def _write_cell(cell: dict, path: str, table, metadata: dict) -> None:
+    from distlab.io import write_parquet
+
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"run_cell must return a pandas DataFrame; got {type(table).__name__} for cell {cell!r}")
     clash = sorted(set(cell) & set(table.columns))
@@ -166,8 +190,17 @@ def _run_one(run_cell: Callable[[dict], pd.DataFrame], cell: dict, path: str, co
         raise ValueError(f"run_cell's table has columns {clash} that are also cell parameters of {cell!r}")
     table = table.reset_index(drop=True)
     params = pd.DataFrame({k: [_column_value(v)] * len(table) for k, v in cell.items()}, index=table.index)
-    write_parquet(pd.concat([params, table], axis=1), path, config=dict(config, cell=cell, timing=timing))
-    return path
+    write_parquet(pd.concat([params, table], axis=1), path, config=metadata)
+
+
+def _groups(pending, group_of) -> list[tuple[list[dict], list[str]]]:
+    """The pending (cell, path) pairs grouped by ``group_of(cell)``, in the order of their first cell."""
+    groups: dict = {}
+    for cell, path in pending:
+        cells, paths = groups.setdefault(group_of(cell), ([], []))
+        cells.append(cell)
+        paths.append(path)
+    return list(groups.values())
 
 
 def _default_workers() -> int:
@@ -180,12 +213,20 @@ def _progress_bar(total: int, name: str, enabled: bool, initial: int):
     return tqdm(total=total, initial=initial, desc=name, unit="cell", disable=not enabled, dynamic_ncols=True)
 
 
-def _run_local(pending, run_cell, config, workers, bar):
+def _tasks(pending, run_cell, run_group, group_of):
+    """(function, cells argument, paths argument, cell count) per task: one per cell, or one per group."""
+    if run_group is None:
+        return [(_run_one, run_cell, cell, path, 1) for cell, path in pending]
+    return [(_run_group, run_group, cells, paths, len(cells)) for cells, paths in _groups(pending, group_of)]
+
+
+def _run_local(pending, run_cell, config, workers, bar, run_group=None, group_of=None):
+    tasks = _tasks(pending, run_cell, run_group, group_of)
     if workers == 1:
         # In this process: no pool to start, and a debugger or profiler sees the cell.
-        for cell, path in pending:
-            _run_one(run_cell, cell, path, config, None)
-            bar.update(1)
+        for fn, task, cells, paths, n in tasks:
+            fn(task, cells, paths, config, None)
+            bar.update(n)
         return
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -196,30 +237,41 @@ def _run_local(pending, run_cell, config, workers, bar):
     context = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
         registered = _registered_rules()
-        futures = {pool.submit(_run_one, run_cell, cell, path, config, threads, registered) for cell, path in pending}
-        while futures:
+        futures = {pool.submit(fn, task, cells, paths, config, threads, registered): n for fn, task, cells, paths, n in tasks}
+        pending_futures = set(futures)
+        while pending_futures:
             # FIRST_COMPLETED, not FIRST_EXCEPTION: the latter only returns when every cell is done,
             # which froze the progress bar until the end of the run.
-            done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            done, pending_futures = wait(pending_futures, return_when=FIRST_COMPLETED)
             for future in done:
                 future.result()  # re-raise a failed cell's exception here; finished cells stay on disk
-                bar.update(1)
+                bar.update(futures[future])
 
 
-def _run_ray(pending, run_cell, config, workers, bar, ray_address):
+def ray_resources(gpus: float) -> dict:
+    """The resources a Ray task of the runner asks for: one CPU, and ``gpus`` of a GPU when > 0 (a share,
+    e.g. 0.5: Ray packs two such tasks onto one GPU; a cluster's scheduler places them on its GPUs)."""
+    if not gpus >= 0:
+        raise ValueError(f"gpus must be >= 0 (a share of one GPU per task, e.g. 0.5); got {gpus!r}")
+    return dict(num_cpus=1, num_gpus=gpus) if gpus > 0 else dict(num_cpus=1)
+
+
+def _run_ray(pending, run_cell, config, workers, bar, ray_address, run_group=None, group_of=None, gpus: float = 0.0):
     try:
         import ray
     except ImportError:
         raise ImportError("backend='ray' needs ray: pip install 'distlab[ray]' (or use backend='local')") from None
     if not ray.is_initialized():
         ray.init(address=ray_address, num_cpus=workers if ray_address is None else None, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(_run_one)
     registered = _registered_rules()
-    refs = [remote.remote(run_cell, cell, path, config, 1, registered) for cell, path in pending]
-    while refs:
-        done, refs = ray.wait(refs, num_returns=1)
+    refs = {}
+    for fn, task, cells, paths, n in _tasks(pending, run_cell, run_group, group_of):
+        refs[ray.remote(**ray_resources(gpus))(fn).remote(task, cells, paths, config, 1, registered)] = n
+    waiting = list(refs)
+    while waiting:
+        done, waiting = ray.wait(waiting, num_returns=1)
         ray.get(done)
-        bar.update(len(done))
+        bar.update(sum(refs[d] for d in done))
 
 
 def run_grid(
@@ -233,6 +285,9 @@ def run_grid(
     progress: bool = True,
     config: dict | None = None,
     ray_address: str | None = None,
+    run_group: Callable[[list[dict]], list[pd.DataFrame]] | None = None,
+    group_of: Callable[[dict], object] | None = None,
+    gpus: float = 0.0,
 ) -> pd.DataFrame:
     """Run ``run_cell`` on every cell not yet finished under ``out_dir/name``; return the full table.
 
@@ -247,6 +302,11 @@ def run_grid(
         workers: parallel cells; default: the number of cores. ``1`` runs the cells in this process.
         progress: show a tqdm bar over cells.
         config: stored with every cell and with ``results.parquet`` (e.g. the study's config).
+        run_group: run the pending cells in groups, one task per group: ``run_group(cells)`` returns one
+            table per cell (e.g. a study training a group as one stacked process); each cell is written
+            exactly as a single cell would be, so a rerun, the final table and figures see no difference.
+        group_of: ``cell -> key``: the cells of one group share a key (needed with ``run_group``).
+        gpus: the share of a GPU each Ray task asks for (``num_gpus``; 0: none). Ray backend only.
 
     Returns the table of all cells (cell parameters first), also written to ``out_dir/name/results.parquet``.
     """
@@ -268,6 +328,11 @@ def run_grid(
         raise ValueError(f"duplicate cell {dup!r}: every cell must be unique")
     config = json.loads(json.dumps(config or {}, default=str))
     workers = workers or _default_workers()
+    if (run_group is None) != (group_of is None):
+        raise ValueError("run_group and group_of go together: give both (grouped cells) or neither")
+    if gpus and backend != "ray":
+        raise ValueError(f"gpus={gpus!r} asks Ray for a GPU share per task; backend {backend!r} has no such request (use backend='ray')")
+    ray_resources(gpus)
 
     paths = [cell_path(out_dir, name, c) for c in cells]
     pending = [(c, str(p)) for c, p in zip(cells, paths) if not p.exists()]
@@ -275,9 +340,9 @@ def run_grid(
     with _progress_bar(len(cells), name, progress, initial=len(cells) - len(pending)) as bar:
         if pending:
             if backend == "local":
-                _run_local(pending, run_cell, config, workers, bar)
+                _run_local(pending, run_cell, config, workers, bar, run_group, group_of)
             else:
-                _run_ray(pending, run_cell, config, workers, bar, ray_address)
+                _run_ray(pending, run_cell, config, workers, bar, ray_address, run_group, group_of, gpus)
     return _collect(name, cells, paths, out_dir, config)
 
 

@@ -255,3 +255,51 @@ def test_results_files_get_the_mode_the_umask_gives(tmp_path, umask):
     files = [tmp_path / "demo" / "results.parquet", *(tmp_path / "demo" / "cells").glob("*.parquet")]
     assert len(files) == 3
     assert {oct(f.stat().st_mode & 0o777) for f in files} == {oct(0o666 & ~umask)}
+
+
+# ------------------------------------------------------------------------------------------- grouped cells
+def monte_carlo_group(cells: list[dict]) -> list[pd.DataFrame]:
+    """A study that runs a group of cells as one task (as a stacked process would): one table per cell."""
+    return [monte_carlo_cell(c) for c in cells]
+
+
+def by_seed(cell: dict) -> int:
+    return cell["seed"]
+
+
+def test_grouped_cells_write_the_per_cell_files_and_table(tmp_path):
+    table = run_grid("demo", CELLS, monte_carlo_cell, tmp_path, progress=False, workers=1,
+                     run_group=monte_carlo_group, group_of=by_seed)
+    pd.testing.assert_frame_equal(table, expected_table(CELLS))
+    meta = read_parquet_metadata(cell_path(tmp_path, "demo", CELLS[0]))["config"]
+    assert meta["cell"] == CELLS[0] and meta["timing"]["group_cells"] == 2  # seed 0: two scales
+    # a rerun skips them, and an ungrouped run reads the same files
+    pd.testing.assert_frame_equal(run_grid("demo", CELLS, monte_carlo_cell, tmp_path, progress=False, workers=1), table)
+    with pytest.raises(ValueError, match="run_group and group_of go together"):
+        run_grid("demo2", CELLS, monte_carlo_cell, tmp_path, progress=False, run_group=monte_carlo_group)
+    with pytest.raises(ValueError, match="backend 'local' has no such request"):
+        run_grid("demo2", CELLS, monte_carlo_cell, tmp_path, progress=False, gpus=0.5)
+
+
+def test_ray_groups_request_their_gpu_share_and_run(tmp_path, monkeypatch):
+    """On Ray each group is one task asking for ``gpus`` of a GPU (num_gpus): here a local instance that
+    declares one (logical) GPU, so two half-GPU groups fit at once; the request is recorded where it is made."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    requests = []
+    real_remote = ray.remote
+
+    def recording_remote(*args, **options):
+        requests.append(options)
+        return real_remote(*args, **options)
+
+    monkeypatch.setattr(ray, "remote", recording_remote)
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, runtime_env=dict(env_vars=dict(PYTHONPATH=path)))
+    try:
+        table = run_grid("demo", CELLS, monte_carlo_cell, tmp_path, backend="ray", progress=False,
+                         run_group=monte_carlo_group, group_of=by_seed, gpus=0.5)
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(table, expected_table(CELLS))
+    assert requests == [dict(num_cpus=1, num_gpus=0.5)] * 3  # one task per seed group

@@ -163,12 +163,30 @@ def run_study(
     progress: bool = True,
     config=None,
     ray_address: str | None = None,
+    stack: bool | None = None,
+    device: str | None = None,
 ) -> pd.DataFrame:
-    """Run study ``name`` at ``scale`` (or with an explicit ``config``) and return its tidy table."""
+    """Run study ``name`` at ``scale`` (or with an explicit ``config``) and return its tidy table.
+
+    ``stack`` / ``device`` (None: the config's own) set the config fields of those names, for studies
+    that have them (``mujoco-rules``): ``stack`` runs each group of cells (``module.group_of``) as one
+    task (``module.run_group``: one stacked process) whose cells are written as single cells are; on
+    Ray each task then asks for ``module.gpu_share(config)`` of a GPU (0 on CPU)."""
     module = get(name)
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
     config = config if config is not None else module.CONFIGS[scale]
+    for option, value in (("stack", stack), ("device", device)):
+        if value is None:
+            continue
+        if option not in {f.name for f in fields(config)}:
+            having = [n for n in STUDIES if option in {f.name for f in fields(get(n).Config)}]
+            raise ValueError(f"study {name!r} has no {option} option; studies with one: {', '.join(having)}")
+        config = replace(config, **{option: value})
+    grouped = {}
+    if getattr(config, "stack", False):
+        grouped = dict(run_group=module.run_group, group_of=module.group_of,
+                       gpus=module.gpu_share(config) if backend == "ray" else 0.0)
     notice = compile_notice(name) if progress else None
     if notice:
         print(notice, file=sys.stderr, flush=True)
@@ -184,4 +202,5 @@ def run_study(
         progress=progress,
         config=dict(study=name, scale=scale, **asdict(config)),
         ray_address=ray_address,
+        **grouped,
     )

@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
         rule: Annotated[list[str] | None, typer.Option("--rule", help="run these rules instead of the study's own "
                                                        "(repeatable; studies with a rule axis, e.g. control, chain)")] = None,
         plugin: Annotated[list[str] | None, typer.Option("--plugin", help=PLUGIN_HELP)] = None,
+        stack: Annotated[bool | None, typer.Option("--stack/--no-stack", help="mujoco-rules: each env's cells as ONE "
+                                                   "stacked process (default: the config's; off)")] = None,
+        device: Annotated[str | None, typer.Option(help="mujoco-rules: cpu or cuda[:N] (default: cpu)")] = None,
     ):
         """Run a study (a grid of cells, resumable: a rerun skips finished cells) and write its tidy table."""
         from distlab import studies
@@ -57,7 +60,8 @@ def register(app: typer.Typer) -> None:
             except ValueError as err:
                 raise typer.BadParameter(str(err), param_hint="--rule") from None
         try:
-            table = studies.run_study(name, scale, out, backend=backend, workers=workers, ray_address=ray_address, config=config)
+            table = studies.run_study(name, scale, out, backend=backend, workers=workers, ray_address=ray_address, config=config,
+                                      stack=stack, device=device)
         except ValueError as err:
             raise typer.BadParameter(str(err)) from None
         typer.echo(f"{len(table)} rows -> {studies.results_path(out, name, scale)}")

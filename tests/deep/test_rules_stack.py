@@ -12,6 +12,7 @@ bit-identical to their initial values (and its temperature, where its rule does 
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -146,3 +147,54 @@ def test_stacks_refuse_runs_that_differ_in_a_shared_setting():
         check_stack_configs([a, replace(b, steps=400)])
     with pytest.raises(ConfigError, match="distinct run directories"):
         check_stack_configs([replace(a, out="x"), replace(b, out="x")])
+
+
+def test_the_stacked_study_writes_the_cells_of_the_unstacked_one(tmp_path):
+    """``distlab study mujoco-rules --stack``: one task per env group, each cell written under the same name
+    (cell hash) with the same columns as cell by cell, and the same numbers up to float rounding."""
+    from distlab import studies
+    from distlab.runner import cell_path
+
+    config = replace(SMALL, rules=("teacher", "n-distill+r"), teachers=("good",), seeds=(3,))
+    by_cell = studies.run_study("mujoco-rules", "smoke", tmp_path / "cells", workers=1, progress=False, config=config)
+    stacked = studies.run_study("mujoco-rules", "smoke", tmp_path / "stack", workers=1, progress=False, config=config, stack=True)
+    for cell in rs.cells(config):
+        assert cell_path(tmp_path / "stack" / "smoke", "mujoco-rules", cell).exists()
+    assert list(stacked.columns) == list(by_cell.columns)
+    exact = [c for c in by_cell.columns if c not in ("mean_return", "std_return", "kl_student_states", "kl_teacher_states", "wall_time_s")]
+    pd.testing.assert_frame_equal(stacked[exact], by_cell[exact])
+    for col in ("mean_return", "kl_student_states", "kl_teacher_states"):
+        np.testing.assert_allclose(stacked[col], by_cell[col], rtol=1e-4, atol=1e-4)
+
+
+def test_stack_and_device_are_options_of_the_studies_that_have_them():
+    from distlab import studies
+
+    with pytest.raises(ValueError, match="study 'chain' has no stack option; studies with one: mujoco-rules"):
+        studies.run_study("chain", "smoke", "unused", stack=True)
+    with pytest.raises(ValueError, match="unknown device 'tpu'; valid: cpu, cuda, cuda:N"):
+        rs.cells(replace(SMALL, device="tpu"))
+    assert "device" not in rs.cells(SMALL)[0]  # cpu cells keep their names
+    assert rs.cells(replace(SMALL, device="cuda:1"))[0]["device"] == "cuda:1"
+    assert rs.gpu_share(SMALL) == 0.0 and rs.gpu_share(replace(SMALL, device="cuda")) == 0.5
+    cells = rs.cells(replace(SMALL, envs=("Hopper-v5",), rules=("teacher", "rl"), seeds=(0, 1)))
+    assert len({rs.group_of(c) for c in cells}) == 1  # one env: one group
+
+
+def test_a_killed_stacked_group_resumes_to_the_uninterrupted_one(tmp_path):
+    """Each cell of a group checkpoints in its own run directory (a single run's layout); the group resumed
+    from them continues every cell exactly (same device, threads and libraries: bit-identical tables)."""
+    cells = rs.cells(replace(SMALL, rules=("teacher", "n-distill+r"), teachers=rs.QUALITIES, seeds=(0,)))[1:3]
+
+    def configs(root):
+        return [replace(c, checkpoint_every=100) for c in _configs(cells, root)]
+
+    whole = train_stack(configs(tmp_path / "whole"))
+    from deep.train import _Killed
+
+    with pytest.raises(_Killed):
+        train_stack(configs(tmp_path / "killed"), stop_at=150)
+    resumed = train_stack(configs(tmp_path / "killed"), resume=True)
+    for a, b in zip(whole, resumed):
+        cols = [c for c in a["eval"].columns if c != "wall_time_s"]
+        pd.testing.assert_frame_equal(a["eval"][cols], b["eval"][cols])
