@@ -78,11 +78,13 @@ gated Hx imitation. ``teacher-v-reward``: SAC with shaped reward r + gamma V_t(s
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from deep.config import RuleMapping
 from deep.kl import gaussian_kl, gaussian_log_prob, squashed_log_prob, squashed_sample, tanh_log_det
-from deep.networks import Ensemble
+from deep.networks import Ensemble, affine, repeat_rows
 from deep.replay import Batch, ReplayBuffer
 from deep.rng import SeedGenerators, normal, randint
 from deep.sac import critic_regression_loss, make_adam, sac_actor_terms, sac_critic_target, soft_value
@@ -188,6 +190,10 @@ class Teacher:
         return value - self.alpha()[:, None] * log_prob if soft else value
 
 
+# teachers that can be split by rows (``Teacher(source, assignment[rows], ...)``); deep.methods adds GatheredTeacher
+_ROW_TEACHERS: set = {Teacher}
+
+
 def policy_loss(name: str, t_mean, t_log_std, s_mean, s_log_std, generator: torch.Generator) -> torch.Tensor:
     """The per-state loss l(pi_t(s), pi_k(s)) named ``name`` (see the module docstring); (K, B)."""
     if name == "none":
@@ -234,7 +240,14 @@ def student_alpha(ens: Ensemble, mapping) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------- rules as data
 def _rows_mask(rows, device) -> torch.Tensor:
-    return torch.tensor(list(rows), dtype=torch.bool, device=device)
+    """A (K,) bool tensor of ``rows`` on ``device``, made once per pattern (cached: a host->device copy at every
+    update would make a CUDA update wait for the host). Never modified in place by its users."""
+    return _cached_tensor(tuple(bool(r) for r in rows), torch.bool, str(device))
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_tensor(values: tuple, dtype, device: str) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def restricted(generator, rows):
@@ -325,10 +338,12 @@ class MemberRules:
       rule has no loss: the gate weights the loss) and ``soft_gate``; ``temperature``; ``alpha_step``: whether
       the temperature takes SAC's step (``auto`` and an actor that ascends a critic, whose log pi it reads).
 
-    The batched update evaluates each component once for the rows that use it, in the single rule's order
-    (bootstrap: teacher's value then the student's; reward; actor terms; gate: teacher then student; loss),
-    drawing random numbers only for those rows (:func:`restricted`): every run of a stack draws exactly what
-    it draws alone. When every member follows one rule the entries collapse to that rule's Python numbers
+    The batched update evaluates each component once, on the rows of the members that use it (their
+    weights gathered from the stacked networks, ``_Rows``: a component costs what those members' own updates
+    spend on it, not K members' worth; measured by ``distlab bench deep``, ``rules_update_stacked``), in the
+    single rule's order (bootstrap: teacher's value then the student's; reward; critic; actor terms; gate:
+    teacher then student; loss), drawing random numbers only for those rows (:func:`restricted`): every run
+    of a stack draws exactly what it draws alone. When every member follows one rule the entries collapse to that rule's Python numbers
     and the update is the single rule's, operation for operation (bit-identical).
     """
 
@@ -356,6 +371,13 @@ class MemberRules:
         self.soft_gate = tuple(m.value_gate == "soft" for m in self.mappings)
         self.temperature = tuple(m.temperature for m in self.mappings)
         self.alpha_step = tuple(a != "none" and m.temperature == "auto" for a, m in zip(self.actor, self.mappings))
+        self.fallback, self.rule_target = fallback, rule_target
+        self._views: dict = {}
+
+    def subset(self, rows: list[int]) -> MemberRules:
+        """The table of members ``rows`` only."""
+        return MemberRules([self.rules[i] for i in rows], [self.mappings[i] for i in rows], [self.fallback[i] for i in rows],
+                           rule_target=self.rule_target)
 
     @classmethod
     def uniform(cls, rule, mapping: RuleMapping, k: int, critic_fallback: bool = False) -> MemberRules:
@@ -367,28 +389,123 @@ class MemberRules:
         single rule's update multiplies as it always did), else a (K, 1) tensor."""
         if len(set(values)) == 1:
             return values[0]
-        return torch.tensor(values, dtype=torch.float32, device=device)[:, None]
+        return _cached_tensor(tuple(float(v) for v in values), torch.float32, str(device))[:, None]
 
     @property
     def uniform_rule(self) -> bool:
         return len(set(zip(self.rules, self.mappings))) == 1
 
 
-def _gate(table: MemberRules, teacher: Teacher, ens: Ensemble, obs, generator, dpd: dict) -> torch.Tensor | float:
+class _Rows:
+    """Members ``index`` (a long tensor) of a single-width ``Ensemble`` as an ensemble of their own: every layer's
+    weights gathered per row (the gradient flows back into the stacked parameters, 0 for the other rows), so a
+    component that only some members use runs on those members only."""
+
+    def __init__(self, ens, index: torch.Tensor):
+        base = ens.base if isinstance(ens, _Rows) else ens
+        self.base, self.index = base, (ens.index[index] if isinstance(ens, _Rows) else index)
+        self.k, self.grouped, self.obs_dim, self.act_dim = len(self.index), False, base.obs_dim, base.act_dim
+        self.twins = (2 * self.index[:, None] + torch.arange(2, device=self.index.device)).flatten()
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        return self.base.log_alpha[self.index]
+
+    def _mlp(self, net, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(net.layers):
+            x = affine(x, layer.weight[rows], layer.bias[rows])
+            if i < len(net.layers) - 1:
+                x = torch.relu(x)
+        return x
+
+    def policy(self, obs: torch.Tensor):
+        mean, log_std = self._mlp(self.base.groups[0].actor, self.index, obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(self.base.log_std_min, self.base.log_std_max)
+
+    def _q(self, obs, act, target: bool) -> torch.Tensor:
+        g = self.base.groups[0]
+        x = repeat_rows(torch.cat([obs, act], dim=-1), 2)
+        return self._mlp(g.target_critic if target else g.critic, self.twins, x).view(self.k, 2, obs.shape[1])
+
+    def q(self, obs, act) -> torch.Tensor:
+        return self._q(obs, act, target=False)
+
+    def target_q(self, obs, act) -> torch.Tensor:
+        return self._q(obs, act, target=True)
+
+
+class _Context:
+    """What every component of a rule update reads: the members' table, student, teachers, minibatch, generator,
+    the students' temperatures (K,), discount and DPD settings; :meth:`rows` gives the same for some members."""
+
+    def __init__(self, table, ens, teacher, batch, generator, alpha, gamma, dpd):
+        self.table, self.ens, self.teacher, self.batch, self.gen = table, ens, teacher, batch, generator
+        self.alpha, self.gamma, self.dpd = alpha, gamma, dpd
+
+    def rows(self, flags) -> tuple[_Context, torch.Tensor] | None:
+        """(the context of the flagged members, their indices), or None where they cannot be split off (an
+        ensemble of several widths, a single generator, a teacher that is not row-wise): then the component
+        runs on every row, drawing for the flagged rows only."""
+        if (self.ens.grouped or not isinstance(self.gen, SeedGenerators) or type(self.teacher) not in _ROW_TEACHERS):
+            return None
+        restricted(self.gen, flags)  # checks: a run's members share a rule
+        idx = [i for i, f in enumerate(flags) if f]
+        key = (tuple(idx), id(self.ens), id(self.teacher))
+        cached = self.table._views.get(key)
+        device = self.alpha.device
+        per = self.gen.rows_per_run(len(flags))
+        runs = sorted({i // per for i in idx})
+        gen = SeedGenerators([self.gen.generators[r] for r in runs], [self.gen.active[r] for r in runs])
+        if cached is None:
+            index = _cached_tensor(tuple(idx), torch.long, str(device))
+            teacher = type(self.teacher)(self.teacher.source, [self.teacher.assignment[i] for i in idx], gen)
+            cached = self.table._views[key] = (self.table.subset(idx), _Rows(self.ens, index), teacher, index)
+        table, ens, teacher, index = cached
+        teacher.gen = gen
+        batch = Batch(*(x[index] for x in self.batch))
+        return _Context(table, ens, teacher, batch, gen, self.alpha[index], self.gamma, self.dpd), index
+
+
+def _on_rows(ctx: _Context, flags, fn, default: float = 0.0):
+    """``fn(context)`` for the members flagged in ``flags`` only, as (K, B) tensors (a tuple of them if ``fn``
+    returns one) with ``default`` in the other rows. Every member flagged: ``fn(ctx)`` itself (a single rule's
+    update, operation for operation)."""
+    flags = list(flags)
+    if all(flags):
+        return fn(ctx)
+    split = ctx.rows(flags)
+    mask = _rows_mask(flags, ctx.alpha.device)[:, None]
+    if split is None:
+        full = ctx.__class__(ctx.table, ctx.ens, ctx.teacher, ctx.batch, restricted(ctx.gen, flags), ctx.alpha, ctx.gamma, ctx.dpd)
+        out = fn(full)
+        return tuple(torch.where(mask, o, default) for o in out) if isinstance(out, tuple) else torch.where(mask, out, default)
+    sub, index = split
+    out = fn(sub)
+
+    def scatter(value):
+        return torch.full((len(flags), *value.shape[1:]), default, dtype=value.dtype, device=value.device).index_copy(0, index, value)
+
+    return tuple(scatter(o) for o in out) if isinstance(out, tuple) else scatter(out)
+
+
+def _gate(ctx: _Context) -> torch.Tensor | float:
     """w(s) per member (module docstring): 1 without a gate; xi = V_t(s) - V_k(s) (soft or hard values) ->
     1[xi > 0] (value gate, DPD's indicator) or DPD's clipped, batch-normalised exp(alpha xi)."""
-    gated = [g != "none" for g in table.gate]
+    gated = [g != "none" for g in ctx.table.gate]
     if not any(gated):
         return 1.0
-    generator = restricted(generator, gated)
+    return _on_rows(ctx, gated, _gate_values, default=1.0)
+
+
+def _gate_values(ctx: _Context) -> torch.Tensor:
+    table, dpd, obs = ctx.table, ctx.dpd, ctx.batch.obs
     with torch.no_grad():
-        device = ens.log_alpha.device
-        soft = table.soft_gate[0] if len(set(table.soft_gate)) == 1 else _rows_mask(table.soft_gate, device)
+        soft = table.soft_gate[0] if len(set(table.soft_gate)) == 1 else _rows_mask(table.soft_gate, ctx.alpha.device)
         if torch.is_tensor(soft):
-            alpha = torch.where(soft, student_alpha(ens, table), 0.0)
+            alpha = torch.where(soft, ctx.alpha, 0.0)
         else:
-            alpha = student_alpha(ens, table) if soft else torch.zeros_like(ens.log_alpha)
-        xi = teacher.value(obs, soft=soft, generator=generator) - soft_value(ens, obs, generator, alpha=alpha)  # teacher (peer) minus self
+            alpha = ctx.alpha if soft else torch.zeros_like(ctx.alpha)
+        xi = ctx.teacher.value(obs, soft=soft, generator=ctx.gen) - soft_value(ctx.ens, obs, ctx.gen, alpha=alpha)  # teacher (peer) minus self
 
         def indicator(_):
             return (xi > 0).float()
@@ -431,14 +548,15 @@ def _rule_reward(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: flo
     return _reward_term(_reward_kind(rule, mapping), teacher, ens, batch, gamma, generator)
 
 
-def _bootstrap(table: MemberRules, teacher: Teacher, ens: Ensemble, batch: Batch, generator, alpha) -> torch.Tensor:
+def _bootstrap(ctx: _Context) -> torch.Tensor:
     """B(s') per member (:func:`_bootstrap_kind`): the teacher's value first, then the student's target value,
-    each drawn for the rows that use it, as a single rule draws them."""
-    kinds = table.boot
+    each for the rows that use it, as a single rule draws them."""
+    kinds, batch = ctx.table.boot, ctx.batch
     uses_teacher = [k.startswith("teacher") for k in kinds]
     uses_student = [k.endswith("student") for k in kinds]
-    teacher_v = teacher.value(batch.next_obs, generator=restricted(generator, uses_teacher)) if any(uses_teacher) else None
-    student_v = (soft_value(ens, batch.next_obs, restricted(generator, uses_student), target=True, alpha=alpha)
+    teacher_v = (_on_rows(ctx, uses_teacher, lambda c: c.teacher.value(c.batch.next_obs, generator=c.gen))
+                 if any(uses_teacher) else None)
+    student_v = (_on_rows(ctx, uses_student, lambda c: soft_value(c.ens, c.batch.next_obs, c.gen, target=True, alpha=c.alpha))
                  if any(uses_student) else None)
     return _per_kind(kinds, {
         "student": lambda _: student_v,
@@ -449,18 +567,30 @@ def _bootstrap(table: MemberRules, teacher: Teacher, ens: Ensemble, batch: Batch
     }, batch.rew)
 
 
+def _critic_target(ctx: _Context) -> torch.Tensor:
+    with torch.no_grad():
+        table, batch, device = ctx.table, ctx.batch, ctx.batch.rew.device
+        boot = _bootstrap(ctx)
+        kinds = table.reward
+        if len(set(kinds)) == 1:
+            reward = _reward_term(kinds[0], ctx.teacher, ctx.ens, batch, ctx.gamma, ctx.gen)
+        else:
+            reward = torch.zeros_like(batch.rew)
+            for kind in dict.fromkeys(kinds):
+                if kind == "none":
+                    continue
+                flags = [x == kind for x in kinds]
+                value = _on_rows(ctx, flags, lambda c, kind=kind: _reward_term(kind, c.teacher, c.ens, c.batch, c.gamma, c.gen))
+                reward = torch.where(_rows_mask(flags, device)[:, None], value, reward)
+        rhat = table.coefficient(table.reward_weight, device) * reward
+        return table.coefficient(table.c_env, device) * batch.rew + rhat + ctx.gamma * (1.0 - batch.terminated) * boot
+
+
 def members_critic_target(table: MemberRules, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float,
                           generator) -> torch.Tensor:
     """y = c_env r + w_rhat rhat + gamma (1 - term) B(s') for every member (K, B), no gradient; the members'
     coefficients and kinds from ``table`` (:class:`MemberRules`; SAC's target for its ``"sac"`` rows)."""
-    with torch.no_grad():
-        device = batch.rew.device
-        alpha = student_alpha(ens, table)
-        boot = _bootstrap(table, teacher, ens, batch, generator, alpha)
-        reward = _per_kind(table.reward, {kind: (lambda g, kind=kind: _reward_term(kind, teacher, ens, batch, gamma, g))
-                                          for kind in set(table.reward) if kind != "none"}, batch.rew, generator)
-        rhat = table.coefficient(table.reward_weight, device) * reward
-        return table.coefficient(table.c_env, device) * batch.rew + rhat + gamma * (1.0 - batch.terminated) * boot
+    return _critic_target(_Context(table, ens, teacher, batch, generator, student_alpha(ens, table), gamma, {}))
 
 
 def rule_critic_target(rule, teacher: Teacher, ens: Ensemble, batch: Batch, gamma: float, generator,
@@ -528,34 +658,47 @@ def member_rule_losses(table: MemberRules, ens: Ensemble, teacher: Teacher, batc
     of members that follow the rules of ``table`` (:class:`MemberRules`), summed over members with ``weight``.
 
     The actor loss is computed after the critic's optimizer step, as in SAC, so the returned closure must be
-    called then. A member without a critic step has critic weight 0 (its critic gets an exact zero gradient);
-    a member that neither ascends a critic nor has a loss contributes 0 to the actor loss.
+    called then. Each component runs on the members that use it (``_on_rows``: their rows of the stacked
+    networks, gathered): a member without a critic step gets an exact zero critic gradient, a member that
+    neither ascends a critic nor has a loss contributes 0 to the actor loss.
     """
-    dpd = dpd or {}
+    ctx = _Context(table, ens, teacher, batch, generator, student_alpha(ens, table), gamma, dpd or {})
     device = batch.rew.device
-    alpha = student_alpha(ens, table)
     steps = [c is not None for c in table.critic]
     critic_loss = None
     if any(steps):
-        target = members_critic_target(table, teacher, ens, batch, gamma, generator)
-        critic_weight = weight if all(steps) else weight * _rows_mask(steps, device)
-        critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), target, critic_weight)
+        if all(steps):
+            critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), _critic_target(ctx), weight)
+        else:
+            split = ctx.rows(steps)
+            if split is None:
+                critic_loss = critic_regression_loss(ens.q(batch.obs, batch.act), _critic_target(ctx),
+                                                     weight * _rows_mask(steps, device))
+            else:
+                sub, index = split
+                critic_loss = critic_regression_loss(sub.ens.q(sub.batch.obs, sub.batch.act), _critic_target(sub), weight[index])
+
+    def actor_terms(c):
+        return sac_actor_terms(c.ens, c.batch.obs, c.gen, alpha=c.alpha, critic=_actor_critic_fn(c.table, c.ens, c.teacher))
+
+    def imitation(c):
+        t_mean, t_log_std = c.teacher.policy(c.batch.obs)
+        s_mean, s_log_std = c.ens.policy(c.batch.obs)
+        gate = _gate(c)
+        loss = _per_kind(c.table.loss, {name: (lambda g, name=name: policy_loss(name, t_mean, t_log_std, s_mean, s_log_std, g))
+                                        for name in set(c.table.loss) if name != "none"}, c.batch.rew, c.gen)
+        return c.table.coefficient(c.table.loss_weight, device) * gate * loss
 
     def actor_loss():
         per_state = 0.0
         log_prob = None
         ascends = [a != "none" for a in table.actor]
         if any(ascends):
-            terms, log_prob = sac_actor_terms(ens, batch.obs, restricted(generator, ascends), alpha=alpha,
-                                              critic=_actor_critic_fn(table, ens, teacher))
-            per_state = terms if all(ascends) else torch.where(_rows_mask(ascends, device)[:, None], terms, 0.0)
-        if any(loss != "none" for loss in table.loss):
-            t_mean, t_log_std = teacher.policy(batch.obs)
-            s_mean, s_log_std = ens.policy(batch.obs)
-            gate = _gate(table, teacher, ens, batch.obs, generator, dpd)
-            loss = _per_kind(table.loss, {name: (lambda g, name=name: policy_loss(name, t_mean, t_log_std, s_mean, s_log_std, g))
-                                          for name in set(table.loss) if name != "none"}, batch.rew, generator)
-            per_state = per_state + table.coefficient(table.loss_weight, device) * gate * loss
+            terms, log_prob = _on_rows(ctx, ascends, actor_terms)
+            per_state = terms
+        has_loss = [loss != "none" for loss in table.loss]
+        if any(has_loss):
+            per_state = per_state + _on_rows(ctx, has_loss, imitation)
         if isinstance(per_state, float):  # no member has a return or a loss: nothing to learn
             return None, log_prob
         return (weight * per_state.mean(-1)).sum(), log_prob

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from deep.config import ConfigError, TrainConfig, check_values, parse_widths
-from deep.distill import (MemberRules, PhaseContext, Teacher, check_mapping_for_rule, check_rule_supported, control_index_sets,
+from deep.distill import (_ROW_TEACHERS, MemberRules, PhaseContext, Teacher, check_mapping_for_rule, check_rule_supported, control_index_sets,
                           distill_phase, hardcopy, member_rule_losses, phase_batch_count, piekd_distill_step, rule_distill_step,
                           rule_losses, temperature_loss)
 from deep.election import recent_performance
@@ -324,6 +324,9 @@ class GatheredTeacher(Teacher):
         twins = (2 * self.teacher_of[:, None] + torch.arange(2, device=obs.device)).flatten()
         x = repeat_rows(torch.cat([obs, act], dim=-1), 2)
         return self._gathered(self.source.groups[0].critic, twins, x).view(k, 2, b)
+
+
+_ROW_TEACHERS.add(GatheredTeacher)
 
 
 def _stacked_index_sets(rule, buffer, elected, k: int) -> list[torch.Tensor]:
