@@ -198,3 +198,15 @@ def test_a_killed_stacked_group_resumes_to_the_uninterrupted_one(tmp_path):
     for a, b in zip(whole, resumed):
         cols = [c for c in a["eval"].columns if c != "wall_time_s"]
         pd.testing.assert_frame_equal(a["eval"][cols], b["eval"][cols])
+
+
+def test_stacked_seeds_take_a_frozen_teacher_on_the_every_step_schedule(tmp_path):
+    """``distlab train --seeds`` with a frozen --teacher and a --rule (every-step): each seed equals its single run."""
+    from deep.seeds import train_seeds
+
+    cell = rs.cells(replace(SMALL, rules=("value-gated+r",), teachers=("good",)))[0]
+    cfg = replace(rs.train_config(cell), out=str(tmp_path / "stack"), tensorboard=False)
+    stacked = train_seeds(cfg, [0, 1])
+    alone = train(replace(cfg, seed=1, out=str(tmp_path / "alone")))
+    np.testing.assert_allclose(stacked[1]["eval"]["mean_return"], alone["eval"]["mean_return"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(stacked[1]["eval"]["kl_student_states"], alone["eval"]["kl_student_states"], rtol=1e-4, atol=1e-4)
