@@ -210,3 +210,13 @@ def test_stacked_seeds_take_a_frozen_teacher_on_the_every_step_schedule(tmp_path
     alone = train(replace(cfg, seed=1, out=str(tmp_path / "alone")))
     np.testing.assert_allclose(stacked[1]["eval"]["mean_return"], alone["eval"]["mean_return"], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(stacked[1]["eval"]["kl_student_states"], alone["eval"]["kl_student_states"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rule", ["teacher", "n-distill+r"])
+def test_a_stack_of_one_cell_is_its_single_run_bit_for_bit(rule):
+    """The stacked loop (deep.seeds) with one run gives the single run's (deep.train) eval table exactly: the
+    step towards one loop for single runs, stacked seeds and stacked cells."""
+    cfg = rs.train_config(rs.cells(replace(SMALL, rules=(rule,), teachers=("imperfect",)))[0])
+    stacked, alone = train_stack([cfg])[0]["eval"], train(cfg)["eval"]
+    cols = [c for c in alone.columns if c != "wall_time_s"]
+    pd.testing.assert_frame_equal(stacked[cols], alone[cols], check_exact=True)
