@@ -84,7 +84,7 @@ import torch
 
 from deep.config import RuleMapping
 from deep.kl import gaussian_kl, gaussian_log_prob, squashed_log_prob, squashed_sample, tanh_log_det
-from deep.networks import Ensemble, affine, repeat_rows
+from deep.networks import Ensemble, repeat_rows
 from deep.replay import Batch, ReplayBuffer
 from deep.rng import SeedGenerators, normal, randint
 from deep.sac import critic_regression_loss, make_adam, sac_actor_terms, sac_critic_target, soft_value
@@ -411,21 +411,14 @@ class _Rows:
     def log_alpha(self) -> torch.Tensor:
         return self.base.log_alpha[self.index]
 
-    def _mlp(self, net, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(net.layers):
-            x = affine(x, layer.weight[rows], layer.bias[rows])
-            if i < len(net.layers) - 1:
-                x = torch.relu(x)
-        return x
-
     def policy(self, obs: torch.Tensor):
-        mean, log_std = self._mlp(self.base.groups[0].actor, self.index, obs).chunk(2, dim=-1)
+        mean, log_std = self.base.groups[0].actor.forward_rows(obs, self.index).chunk(2, dim=-1)
         return mean, log_std.clamp(self.base.log_std_min, self.base.log_std_max)
 
     def _q(self, obs, act, target: bool) -> torch.Tensor:
         g = self.base.groups[0]
         x = repeat_rows(torch.cat([obs, act], dim=-1), 2)
-        return self._mlp(g.target_critic if target else g.critic, self.twins, x).view(self.k, 2, obs.shape[1])
+        return (g.target_critic if target else g.critic).forward_rows(x, self.twins).view(self.k, 2, obs.shape[1])
 
     def q(self, obs, act) -> torch.Tensor:
         return self._q(obs, act, target=False)

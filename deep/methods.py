@@ -39,7 +39,7 @@ from deep.distill import (_ROW_TEACHERS, MemberRules, PhaseContext, Teacher, che
                           distill_phase, hardcopy, member_rule_losses, phase_batch_count, piekd_distill_step, rule_distill_step,
                           rule_losses, temperature_loss)
 from deep.election import recent_performance
-from deep.networks import affine, repeat_rows
+from deep.networks import repeat_rows
 from deep.rng import randint
 
 __all__ = ["Method", "Plan", "METHODS", "plan_of", "resolve", "method_of", "sac_update", "rule_update", "dpd_step",
@@ -302,18 +302,11 @@ class GatheredTeacher(Teacher):
     member). With one width the teacher rows' weights are gathered per row, so the teacher forward costs
     one student forward; with several widths the general path of :class:`deep.distill.Teacher` runs."""
 
-    def _gathered(self, net, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(net.layers):
-            x = affine(x, layer.weight[rows], layer.bias[rows])
-            if i < len(net.layers) - 1:
-                x = torch.relu(x)
-        return x
-
     @torch.no_grad()
     def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.source.grouped:
             return super().policy(obs)
-        mean, log_std = self._gathered(self.source.groups[0].actor, self.teacher_of, obs).chunk(2, dim=-1)
+        mean, log_std = self.source.groups[0].actor.forward_rows(obs, self.teacher_of).chunk(2, dim=-1)
         return mean, log_std.clamp(self.source.log_std_min, self.source.log_std_max)
 
     @torch.no_grad()
@@ -323,7 +316,7 @@ class GatheredTeacher(Teacher):
         k, b = obs.shape[:2]
         twins = (2 * self.teacher_of[:, None] + torch.arange(2, device=obs.device)).flatten()
         x = repeat_rows(torch.cat([obs, act], dim=-1), 2)
-        return self._gathered(self.source.groups[0].critic, twins, x).view(k, 2, b)
+        return self.source.groups[0].critic.forward_rows(x, twins).view(k, 2, b)
 
 
 _ROW_TEACHERS.add(GatheredTeacher)

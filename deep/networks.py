@@ -80,8 +80,9 @@ class EnsembleMLP(nn.Module):
             x = torch.relu(layer(x))
         return self.layers[-1](x)
 
-    def forward_rows(self, x: torch.Tensor, rows: slice) -> torch.Tensor:
-        """The MLPs of stack rows ``rows`` only, on x (len(rows), B, in): a member's nets without the others' work."""
+    def forward_rows(self, x: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
+        """The MLPs of stack rows ``rows`` only (a slice, or an index tensor that may repeat rows: their weights
+        gathered), on x (len(rows), B, in): some members' nets without the others' work."""
         for i, layer in enumerate(self.layers):
             x = affine(x, layer.weight[rows], layer.bias[rows])
             if i < len(self.layers) - 1:
