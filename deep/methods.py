@@ -42,7 +42,7 @@ from deep.election import recent_performance
 from deep.networks import repeat_rows
 from deep.rng import randint
 
-__all__ = ["Method", "Plan", "METHODS", "plan_of", "resolve", "method_of", "sac_update", "rule_update", "dpd_step",
+__all__ = ["Method", "Plan", "METHODS", "plan_of", "resolve", "method_of", "sac_update", "rule_update", "dpd_step", "learn_step",
            "distill_phase_of_run", "extra_sac_phase", "hardcopy_phase", "WARMUP_ACTOR", "TEACHER_ACTOR",
            "STACKABLE_METHODS", "check_stackable", "stacked_plan_of", "GatheredTeacher", "every_step_rules", "member_rules_of",
            "frozen_teachers", "rule_batch_indices"]
@@ -200,6 +200,25 @@ def dpd_step(run) -> None:
     loss.backward()
     run.dpd_opt.step()
     run.track({"dpd": loss.detach()})
+
+
+def learn_step(state, plan) -> None:
+    """The method's steps after an env step (``deep.train``'s loop and the stacked loop of ``deep.seeds`` alike):
+    nothing during warm-up; then ``plan.update`` updates_per_step times, ``plan.peer_step`` (DPD) and, every
+    distill_interval env steps from distill_start, ``plan.phase``. ``keep_losses`` asks the update to keep
+    its losses for TensorBoard on the NaN-check steps only (where the loop already waits for the device)."""
+    cfg = state.cfg
+    if state.step < cfg.sac.warmup_steps:
+        return
+    state.keep_losses = state.tb is not None and state.step % cfg.nan_check_every == 0
+    for _ in range(cfg.sac.updates_per_step):
+        plan.update(state)
+    if plan.peer_step is not None:
+        plan.peer_step(state)
+    if (plan.phase is not None and state.step >= cfg.distill_start
+            and (state.step - cfg.distill_start) % cfg.distill_interval == 0):
+        plan.phase(state, plan)
+    state.keep_losses = False
 
 
 # ---------------------------------------------------------------------------------------- phases

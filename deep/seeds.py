@@ -50,7 +50,7 @@ from deep.election import TeacherElection
 from deep.envs import env_dims, evaluate_policies, make_env, to_env_action
 from deep.distill import Teacher, restricted
 from deep.kl import gaussian_kl, squashed_sample
-from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, GatheredTeacher, member_rules_of, resolve, stacked_plan_of
+from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, GatheredTeacher, learn_step, member_rules_of, resolve, stacked_plan_of
 from deep.networks import Ensemble, repeat_rows
 from deep.replay import StackedReplayBuffer
 from deep.rng import SeedGenerators
@@ -523,15 +523,7 @@ def _train_stack(stack: Stack, plan, command: str, label: str, stop_at: int | No
                 for run, (next_obs, reward, terminated, truncated, _) in zip(stack.runs, steps):
                     run.step = stack.step
                     record_step(run, run.plan, next_obs, reward, terminated, truncated, wall)
-                # ---- learn: the method's steps, all runs at once
-                if stack.step >= s.warmup_steps:
-                    stack.keep_losses = stack.tb is not None and stack.step % cfg.nan_check_every == 0
-                    for _ in range(s.updates_per_step):
-                        plan.update(stack)
-                    if (plan.phase is not None and stack.step >= cfg.distill_start
-                            and (stack.step - cfg.distill_start) % cfg.distill_interval == 0):
-                        plan.phase(stack, plan)
-                    stack.keep_losses = False
+                learn_step(stack, plan)  # ---- learn: the method's steps, all runs at once
                 # ---- measure, save
                 stack.wall_time = wall0 + time.perf_counter() - t0
                 for run in stack.runs:

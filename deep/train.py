@@ -44,7 +44,7 @@ from deep.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, t
 from deep.config import ConfigError, TrainConfig
 from deep.envs import evaluate_policies, restore_env_state, to_env_action
 from deep.kl import gaussian_kl, squashed_sample
-from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, method_of, plan_of, resolve
+from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, learn_step, method_of, plan_of, resolve
 from deep.state import RunState, check_same_run, load_state, new_state, state_dict
 from deep.tblog import open_log
 from deep.teacher_file import load_teacher, policy_returns
@@ -462,17 +462,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, st
                 run.buffer.add(run.obs, action, float(reward), next_obs, bool(terminated), WARMUP_ACTOR if warm else run.actor)
                 run.step += 1
                 record_step(run, plan, next_obs, reward, terminated, truncated, wall0 + time.perf_counter() - t0)
-                # ---- learn: the method's steps
-                if run.step >= s.warmup_steps:
-                    run.keep_losses = run.tb is not None and run.step % cfg.nan_check_every == 0
-                    for _ in range(s.updates_per_step):
-                        plan.update(run)
-                    if plan.peer_step is not None:
-                        plan.peer_step(run)
-                    if (plan.phase is not None and run.step >= cfg.distill_start
-                            and (run.step - cfg.distill_start) % cfg.distill_interval == 0):
-                        plan.phase(run, plan)
-                    run.keep_losses = False
+                learn_step(run, plan)  # ---- learn: the method's steps
                 # ---- measure, save
                 run.wall_time = wall0 + time.perf_counter() - t0
                 if run.step % cfg.nan_check_every == 0:
