@@ -203,7 +203,7 @@ def dpd_step(run) -> None:
 
 
 def learn_step(state, plan) -> None:
-    """The method's steps after an env step (``deep.train``'s loop and the stacked loop of ``deep.seeds`` alike):
+    """The method's steps after an env step (``deep.loop.run_loop``, for a single run and for stacked runs alike):
     nothing during warm-up; then ``plan.update`` updates_per_step times, ``plan.peer_step`` (DPD) and, every
     distill_interval env steps from distill_start, ``plan.phase``. ``keep_losses`` asks the update to keep
     its losses for TensorBoard on the NaN-check steps only (where the loop already waits for the device)."""

@@ -21,7 +21,7 @@ budgets are shared). ``deep.methods.rule_update`` is then ONE batched update in 
 run's rule (``deep.distill.MemberRules``: per-member coefficients and kinds from the registry) from its run's
 teacher (the distinct frozen teachers stacked into one frozen ensemble, :func:`stacked_teachers`); each run
 acts (its teacher, for a teacher-controlled rule), evaluates (with its teacher's KL columns) and writes exactly
-its single run's tables. The same loop serves a single seed stack, stacked seeds and stacked cells.
+its single run's tables. One loop (``deep.loop.run_loop``) serves a single run, stacked seeds and stacked cells.
 
 Outputs: ``OUT/seed_N/`` holds exactly a single run's files (tables, and a checkpoint in the single-run
 layout of ``deep.state``: the run's rows of every stacked tensor), so figures, ``--resume`` (stacked, or
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -47,10 +46,11 @@ import torch
 from deep.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from deep.config import ConfigError, TrainConfig
 from deep.election import TeacherElection
-from deep.envs import env_dims, evaluate_policies, make_env, to_env_action
+from deep.envs import env_dims, evaluate_policies, make_env
 from deep.distill import Teacher, restricted
 from deep.kl import gaussian_kl, squashed_sample
-from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, GatheredTeacher, learn_step, member_rules_of, resolve, stacked_plan_of
+from deep.loop import Group, run_loop
+from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, GatheredTeacher, member_rules_of, resolve, stacked_plan_of
 from deep.networks import Ensemble, repeat_rows
 from deep.replay import StackedReplayBuffer
 from deep.rng import SeedGenerators
@@ -59,7 +59,7 @@ from deep.state import CHECKPOINT_FORMAT, check_same_run, device_of, episode_sta
 from deep.tblog import open_log
 
 __all__ = ["parse_seeds", "seed_run_dir", "SeedRun", "Stack", "new_stack", "new_stack_of", "run_state_dict", "load_stack", "train_seeds",
-           "train_stack", "run_seeds_cell", "check_stack_configs", "stacked_teachers", "PER_RUN_SETTINGS"]
+           "train_stack", "StackedRuns", "run_seeds_cell", "check_stack_configs", "stacked_teachers", "PER_RUN_SETTINGS"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -280,7 +280,7 @@ def load_stack(stack: Stack, saved: list[dict]) -> None:
     stack.last_checkpoint_step = stack.step
 
 
-# ---------------------------------------------------------------------------------------- the stacked loop
+# ---------------------------------------------------------------------------------------- stacked runs in the one loop (deep.loop)
 # the settings in which the runs of one stack may differ (everything else is shared: env, sizes, budgets, ...)
 PER_RUN_SETTINGS = ("seed", "out", "rule", "teacher", "mapping")
 
@@ -458,19 +458,6 @@ def _close_logs(stack: Stack) -> None:
             log.close()
 
 
-def _stop_here(stack: Stack, signum: int, command: str) -> None:
-    """After a signal: checkpoint every run at this step (unless just done) and its tables, then raise Interrupted."""
-    from deep.train import interrupted, write_tables
-
-    if stack.last_checkpoint_step != stack.step:
-        _checkpoint(stack)
-    for run in stack.runs:
-        write_tables(run)
-    outs = [run.cfg.out for run in stack.runs if run.cfg.out is not None]
-    where = stack.cfg.out if stack.cfg.out is not None else (", ".join(outs) or None)  # stacked cells: their own dirs
-    raise interrupted(signum, stack.step, where, command)
-
-
 def train_seeds(cfg: TrainConfig, seeds: list[int], *, resume: bool = False, overwrite: bool = False,
                 stop_at: int | None = None) -> dict[int, dict[str, pd.DataFrame]]:
     """Train ``cfg`` for every seed in ``seeds`` as one stacked process (module docstring); return
@@ -496,67 +483,52 @@ def train_stack(configs: list[TrainConfig], *, resume: bool = False, overwrite: 
 
 
 def _train_stack(stack: Stack, plan, command: str, label: str, stop_at: int | None) -> list[dict[str, pd.DataFrame]]:
-    """The stacked loop (``deep.train.train``'s, every run one env step per iteration, ONE batched update)."""
-    from deep.train import Progress, StopSignals, _Killed, continue_episode, record_step, tables, write_tables
+    """``deep.loop.run_loop`` on the stacked runs (every run one env step per iteration, ONE batched update)."""
+    return run_loop(StackedRuns(stack, plan, label), command, stop_at)
 
-    cfg, s = stack.cfg, stack.cfg.sac
-    bar = Progress(cfg, stack.step, f"{cfg.method} {cfg.env} {label}")
-    _open_logs(stack)
-    for run in stack.runs:
-        continue_episode(run, run.plan)
-    t0, s0, wall0 = time.perf_counter(), stack.step, stack.wall_time
-    try:
-        with StopSignals() as stop:
-            while stack.step < cfg.steps:
-                # ---- act and store (every run one env step)
-                actions = _act(stack)
-                warm = stack.step < s.warmup_steps
-                obs = [run.obs for run in stack.runs]
-                steps = [run.env.step(to_env_action(a, run.env.action_space)) for run, a in zip(stack.runs, actions)]
-                stack.buffer.add(np.stack([np.asarray(o, np.float32).reshape(-1) for o in obs]), actions,
-                                 np.array([st[1] for st in steps], np.float32),
-                                 np.stack([np.asarray(st[0], np.float32).reshape(-1) for st in steps]),
-                                 np.array([st[2] for st in steps], np.float32),
-                                 np.array([WARMUP_ACTOR if warm else run.actor for run in stack.runs]))
-                stack.step += 1
-                wall = wall0 + time.perf_counter() - t0
-                for run, (next_obs, reward, terminated, truncated, _) in zip(stack.runs, steps):
-                    run.step = stack.step
-                    record_step(run, run.plan, next_obs, reward, terminated, truncated, wall)
-                learn_step(stack, plan)  # ---- learn: the method's steps, all runs at once
-                # ---- measure, save
-                stack.wall_time = wall0 + time.perf_counter() - t0
-                for run in stack.runs:
-                    run.wall_time = stack.wall_time
-                if stack.step % cfg.nan_check_every == 0:
-                    _check_finite(stack)
-                    _log_losses(stack)
-                if stack.step % cfg.eval_every == 0 or stack.step == cfg.steps:
-                    _check_finite(stack)
-                    _evaluate(stack)
-                    for run in stack.runs:
-                        write_tables(run)
-                    bar.evaluated([r["mean_return"] for run in stack.runs for r in run.eval_log if r["step"] == stack.step])
-                if stack.step % cfg.checkpoint_every == 0 or stack.step == cfg.steps:
-                    _checkpoint(stack)
-                if stack.step % 100 == 0 or stack.step == cfg.steps:
-                    rate = (stack.step - s0) / (time.perf_counter() - t0)  # each run's env steps per second
-                    bar.advance(stack.step, len(stack.runs) * rate)
-                    for run in stack.runs:
-                        if run.tb is not None:
-                            run.tb.speed(stack.step, rate)
-                if stop.signum is not None:
-                    _stop_here(stack, stop.signum, command)
-                if stop_at is not None and stack.step >= stop_at:
-                    raise _Killed(f"stopped at step {stack.step} (stop_at)")
-    finally:
-        bar.close()
-        for run in stack.runs:
-            run.env.close()
-        _close_logs(stack)
-    for run in stack.runs:
-        write_tables(run)
-    return [tables(run) for run in stack.runs]
+
+@dataclass
+class StackedRuns(Group):
+    """Stacked runs as the group ``deep.loop.run_loop`` drives: the Stack is the state the loop counts on, its
+    runs the runs; its steps are the stacked functions above (one batched forward per act, evaluation, ...)."""
+
+    state: Stack
+    plan: object
+    label: str
+
+    def __post_init__(self):
+        stack = self.state
+        self.runs, self.plans = stack.runs, [run.plan for run in stack.runs]
+        outs = [run.cfg.out for run in stack.runs if run.cfg.out is not None]
+        self.out = stack.cfg.out if stack.cfg.out is not None else (", ".join(outs) or None)  # stacked cells: their own dirs
+
+    def act(self) -> np.ndarray:
+        return _act(self.state)
+
+    def store(self, obs: list, actions: np.ndarray, results: list, warm: bool) -> None:
+        self.state.buffer.add(np.stack([np.asarray(o, np.float32).reshape(-1) for o in obs]), actions,
+                              np.array([r[1] for r in results], np.float32),
+                              np.stack([np.asarray(r[0], np.float32).reshape(-1) for r in results]),
+                              np.array([r[2] for r in results], np.float32),
+                              np.array([WARMUP_ACTOR if warm else run.actor for run in self.runs]))
+
+    def check_finite(self) -> None:
+        _check_finite(self.state)
+
+    def log_losses(self) -> None:
+        _log_losses(self.state)
+
+    def evaluate(self) -> None:
+        _evaluate(self.state)
+
+    def checkpoint(self) -> None:
+        _checkpoint(self.state)
+
+    def open_logs(self) -> None:
+        _open_logs(self.state)
+
+    def close_logs(self) -> None:
+        _close_logs(self.state)
 
 
 def run_seeds_cell(cell: dict) -> pd.DataFrame:

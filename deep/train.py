@@ -1,4 +1,4 @@
-"""The training loop: ensemble SAC with the step functions of the run's method, read top to bottom.
+"""One run: ensemble SAC with the step functions of the run's method (the loop itself is ``deep.loop``'s).
 
 PIEKD, Alg. 1 (Hong et al.), on SAC; ``plan`` holds the method's steps (``deep.methods``):
 
@@ -30,10 +30,7 @@ unless ``overwrite``; ``resume`` needs a checkpoint there and may extend a finis
 from __future__ import annotations
 
 import shlex
-import signal
-import threading
-import time
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,16 +39,19 @@ import torch
 
 from deep.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, temporary_path
 from deep.config import ConfigError, TrainConfig
-from deep.envs import evaluate_policies, restore_env_state, to_env_action
+from deep.envs import evaluate_policies
 from deep.kl import gaussian_kl, squashed_sample
-from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, learn_step, method_of, plan_of, resolve
+from deep.loop import (Group, Interrupted, Progress, StopSignals, _Killed, choose_actor, continue_episode, interrupted,
+                       new_episode, nonfinite_losses, record_step, run_loop, tables, write_tables)
+from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, method_of, plan_of, resolve
 from deep.state import RunState, check_same_run, load_state, new_state, state_dict
 from deep.tblog import open_log
 from deep.teacher_file import load_teacher, policy_returns
 
 __all__ = ["train", "run_cell", "append_eval_rows", "TrainingDiverged", "RunDirError", "Interrupted", "WARMUP_ACTOR", "TEACHER_ACTOR",
            "default_run_dir", "prepare_run_dir", "remove_paths", "RUN_FILES", "TB_DIR", "resume_command", "StopSignals", "Progress", "new_episode",
-           "record_step", "continue_episode", "teacher_columns"]
+           "record_step", "continue_episode", "teacher_columns", "SingleRun", "interrupted", "nonfinite_losses", "choose_actor",
+           "tables", "write_tables", "_Killed"]
 
 RUN_FILES = (CHECKPOINT_NAME, "eval.parquet", "episodes.parquet", "phases.parquet")
 TB_DIR = "tb"  # TensorBoard's folder (deep.tblog): replaced with the run by --overwrite, kept by --resume
@@ -63,61 +63,6 @@ class TrainingDiverged(FloatingPointError):
 
 class RunDirError(ValueError):
     """The run directory does not fit the request (a run there without --resume, no checkpoint to resume)."""
-
-
-class _Killed(RuntimeError):
-    """Raised by ``stop_at`` to simulate a killed process (tests)."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGINT stopped the run at a safe point; a checkpoint at that step was written first.
-
-    A KeyboardInterrupt, not an Exception: code that catches Exception to record a failed cell and go on
-    (a study's runner) must stop, as the user asked. The message is one line ending in the command that
-    resumes the run; ``exit_code`` is the shell's convention for death by that signal (128 + its number).
-    """
-
-    def __init__(self, message: str, signum: int = signal.SIGTERM, step: int = 0):
-        super().__init__(message)
-        self.signum, self.step = int(signum), int(step)
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-class StopSignals:
-    """While a run trains, SIGTERM and SIGINT only ask it to stop (``signum``), so that the loop can finish
-    the current env step and checkpoint; a second signal acts as without this handler (stops at once, the
-    last checkpoint stays). Installed only in the main thread (Python allows no handler elsewhere), and the
-    previous handlers come back on exit."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._previous: dict = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is None:
-            self.signum = signum
-            return
-        self._restore()
-        signal.raise_signal(signum)
-
-    def _restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        self._previous = {}
-
-    def __exit__(self, *exc) -> None:
-        self._restore()
 
 
 def resume_command(cfg: TrainConfig, seeds: list[int] | None = None) -> str:
@@ -146,45 +91,6 @@ def _changed_flags(obj, default, prefix: str) -> list[str]:
         else:
             out += [flag, shlex.quote(",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value))]
     return out
-
-
-def interrupted(signum: int, step: int, out, command: str) -> Interrupted:
-    """The exception (and its one line) of a run stopped by ``signum`` at ``step``."""
-    name = signal.Signals(signum).name
-    if out is None:
-        return Interrupted(f"interrupted by {name} at env step {step}; nothing saved (the run has no --out)", signum, step)
-    return Interrupted(f"interrupted by {name} at env step {step}, checkpoint written in {out}; resume with: {command}",
-                       signum, step)
-
-
-class Progress:
-    """The progress bar: env steps done, ONE rate (env steps per second, measured by the loop, the number
-    TensorBoard's charts/SPS gets too) and the last evaluation's best and worst member. tqdm's own rate is
-    left out of the bar: it counts loop iterations, which are not env steps for stacked runs."""
-
-    FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
-
-    def __init__(self, cfg: TrainConfig, initial: int, desc: str):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=cfg.steps, initial=initial, disable=not cfg.progress, unit="step", desc=desc,
-                        dynamic_ncols=True, mininterval=1.0, bar_format=self.FORMAT)
-        self.rate, self.evaluation = "", ""
-
-    def evaluated(self, mean_returns) -> None:
-        self.evaluation = f"best {max(mean_returns):.1f}, worst {min(mean_returns):.1f}"
-        self._show()
-
-    def advance(self, step: int, env_steps_per_s: float) -> None:
-        self.bar.update(step - self.bar.n)
-        self.rate = f"{env_steps_per_s:.0f} env steps/s"
-        self._show()
-
-    def _show(self) -> None:
-        self.bar.set_postfix_str(", ".join(part for part in (self.rate, self.evaluation) if part), refresh=False)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def default_run_dir(cfg: TrainConfig, root: str | Path = "results/deep") -> Path:
@@ -231,15 +137,6 @@ def remove_paths(paths: list[Path]) -> None:
 
 
 # ---------------------------------------------------------------------------------------- small helpers of the loop
-def nonfinite_losses(finite: dict) -> list[str]:
-    """The names of the tracked losses that were ever NaN/inf (``finite``: name -> device bool; one host sync)."""
-    if not finite:
-        return []
-    names = list(finite)
-    flags = torch.stack([finite[n] for n in names]).cpu().numpy()
-    return [n for n, ok in zip(names, flags) if not ok]
-
-
 def check_finite(run: RunState) -> None:
     """TrainingDiverged naming the loss if any tracked loss was ever NaN/inf (one host sync per check)."""
     bad = nonfinite_losses(run.finite)
@@ -251,50 +148,6 @@ def check_finite(run: RunState) -> None:
                                f"({cfg.method} on {cfg.env}, seed {cfg.seed}); training stopped, {where}")
 
 
-def new_episode(run, plan) -> None:
-    """Reset the env (seed from the run's numpy RNG) and pick the episode's actor (a RunState or one run of a stack)."""
-    run.obs, _ = run.env.reset(seed=int(run.np_rng.integers(2**31)))
-    run.actor = choose_actor(run, plan)
-    run.episode_start, run.ep_return, run.ep_length = run.step, 0.0, 0
-
-
-def continue_episode(run, plan) -> None:
-    """Where the loop starts: the checkpoint's episode in progress exactly where it stopped (simulator, env
-    RNG, time-limit counter, observation, actor, return and length so far), else a new episode (a fresh
-    run, a format-2 checkpoint, or an env whose simulator state cannot be saved: ``deep.envs.env_state``)."""
-    saved, run.saved_episode = run.saved_episode, None
-    if saved is None or saved["env"] is None:
-        if saved is not None:
-            import warnings
-
-            warnings.warn(f"{run.cfg.env}: its simulator state is not in the checkpoint; the resumed run starts a new episode")
-        new_episode(run, plan)
-        return
-    restore_env_state(run.env, saved["env"])
-    run.obs, run.actor, run.episode_start = saved["obs"], saved["actor"], saved["start"]
-    run.ep_return, run.ep_length = saved["ep_return"], saved["length"]
-
-
-def record_step(run, plan, next_obs, reward: float, terminated: bool, truncated: bool, wall: float) -> None:
-    """After an env step of ``run`` (``run.step`` already counts it): the episode's bookkeeping; at its end the
-    episode log row (and its return for the election, if a member acted after warm-up) and a new episode."""
-    run.obs = next_obs
-    run.ep_return += float(reward)
-    run.ep_length += 1
-    if not (terminated or truncated):
-        return
-    from_policy = run.episode_start >= run.cfg.sac.warmup_steps
-    if from_policy and run.actor >= 0:
-        run.member_returns[run.actor].append(run.ep_return)
-    row = dict(step=run.step, episode=run.episode, actor=run.actor if from_policy else WARMUP_ACTOR,
-               episode_return=run.ep_return, length=run.ep_length, terminated=bool(terminated), wall_time_s=wall)
-    run.episode_log.append(row)
-    if run.tb is not None:
-        run.tb.episode(row)
-    run.episode += 1
-    new_episode(run, plan)
-
-
 def log_losses(run, ens) -> None:
     """TensorBoard: the losses kept at this step (summed over members) and every member's temperature
     (one host sync, at the coarse interval of the NaN check)."""
@@ -303,11 +156,6 @@ def log_losses(run, ens) -> None:
     run.tb.losses(run.step, {name: float(value) for name, value in run.last_losses.items()})
     run.last_losses = {}
     run.tb.alphas(run.step, ens.log_alpha.exp().tolist())
-
-
-def choose_actor(run: RunState, plan) -> int:
-    """Who acts this episode: the frozen teacher for a teacher-controlled every-step rule, else a uniform member."""
-    return TEACHER_ACTOR if plan.teacher_acts else int(run.np_rng.integers(run.cfg.k))
 
 
 def act(run: RunState, obs: np.ndarray, actor: int) -> np.ndarray:
@@ -379,27 +227,6 @@ def append_eval_rows(run, returns: np.ndarray, extra: list[dict], compile_ran: s
         run.tb.evaluation(rows)
 
 
-def tables(run: RunState) -> dict[str, pd.DataFrame]:
-    cfg = run.cfg
-    ident = dict(env=cfg.env, method=cfg.method, rule=cfg.rule or "", election=cfg.election, k=cfg.k, seed=cfg.seed)
-    out = {}
-    for name, rows in (("eval", run.eval_log), ("episodes", run.episode_log), ("phases", run.phase_log)):
-        table = pd.DataFrame(rows)
-        for key, value in ident.items():
-            table[key] = value
-        out[name] = table
-    return out
-
-
-def write_tables(run: RunState) -> None:
-    if run.cfg.out is None:
-        return
-    from distlab.io import write_parquet
-
-    for name, table in tables(run).items():
-        write_parquet(table, Path(run.cfg.out) / f"{name}.parquet", config=run.cfg.to_dict())
-
-
 def checkpoint(run: RunState) -> None:
     check_finite(run)
     if run.cfg.out is not None:
@@ -447,59 +274,50 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, st
     """
     command = resume_command(cfg)
     run, plan = start(cfg, resume=resume, overwrite=overwrite)
-    cfg, s = run.cfg, run.cfg.sac
-    bar = Progress(cfg, run.step, f"{cfg.method} {cfg.env} s{cfg.seed}")
-    run.tb = open_log(cfg.out, cfg.tensorboard, run.step)
-    continue_episode(run, plan)
-    t0, s0, wall0 = time.perf_counter(), run.step, run.wall_time
-    try:
-        with StopSignals() as stop:
-            while run.step < cfg.steps:
-                # ---- act and store
-                action = act(run, run.obs, run.actor)
-                next_obs, reward, terminated, truncated, _ = run.env.step(to_env_action(action, run.env.action_space))
-                warm = run.step < s.warmup_steps
-                run.buffer.add(run.obs, action, float(reward), next_obs, bool(terminated), WARMUP_ACTOR if warm else run.actor)
-                run.step += 1
-                record_step(run, plan, next_obs, reward, terminated, truncated, wall0 + time.perf_counter() - t0)
-                learn_step(run, plan)  # ---- learn: the method's steps
-                # ---- measure, save
-                run.wall_time = wall0 + time.perf_counter() - t0
-                if run.step % cfg.nan_check_every == 0:
-                    check_finite(run)
-                    log_losses(run, run.ens)
-                if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
-                    check_finite(run)
-                    evaluate(run)
-                    write_tables(run)
-                    bar.evaluated([r["mean_return"] for r in run.eval_log if r["step"] == run.step])
-                if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
-                    checkpoint(run)
-                if run.step % 100 == 0 or run.step == cfg.steps:
-                    rate = (run.step - s0) / (time.perf_counter() - t0)
-                    bar.advance(run.step, rate)
-                    if run.tb is not None:
-                        run.tb.speed(run.step, rate)
-                if stop.signum is not None:
-                    stop_here(run, stop.signum, command)
-                if stop_at is not None and run.step >= stop_at:
-                    raise _Killed(f"stopped at step {run.step} (stop_at)")
-    finally:
-        bar.close()
-        run.env.close()
-        if run.tb is not None:
-            run.tb.close()
-    write_tables(run)
-    return tables(run)
+    return run_loop(SingleRun(run, plan), command, stop_at)[0]
 
 
-def stop_here(run: RunState, signum: int, command: str) -> None:
-    """After a signal: checkpoint this step (unless just done) and the tables, then raise Interrupted."""
-    if run.cfg.out is not None:
-        if run.last_checkpoint_step != run.step:
-            checkpoint(run)
-        write_tables(run)
-    raise interrupted(signum, run.step, run.cfg.out, command)
+@dataclass
+class SingleRun(Group):
+    """One run as the group ``deep.loop.run_loop`` drives: the RunState is the state the loop counts on and
+    its own only run; its steps are the functions above."""
+
+    state: RunState
+    plan: object
+
+    def __post_init__(self):
+        run = self.state
+        self.runs, self.plans = [run], [self.plan]
+        self.label, self.out = f"s{run.cfg.seed}", run.cfg.out
+
+    def act(self) -> np.ndarray:
+        run = self.state
+        return act(run, run.obs, run.actor)[None]
+
+    def store(self, obs: list, actions: np.ndarray, results: list, warm: bool) -> None:
+        run = self.state
+        next_obs, reward, terminated, _, _ = results[0]
+        run.buffer.add(obs[0], actions[0], float(reward), next_obs, bool(terminated), WARMUP_ACTOR if warm else run.actor)
+
+    def check_finite(self) -> None:
+        check_finite(self.state)
+
+    def log_losses(self) -> None:
+        log_losses(self.state, self.state.ens)
+
+    def evaluate(self) -> None:
+        evaluate(self.state)
+
+    def checkpoint(self) -> None:
+        checkpoint(self.state)
+
+    def open_logs(self) -> None:
+        run = self.state
+        run.tb = open_log(run.cfg.out, run.cfg.tensorboard, run.step)
+
+    def close_logs(self) -> None:
+        if self.state.tb is not None:
+            self.state.tb.close()
 
 
 def run_cell(cell: dict) -> pd.DataFrame:

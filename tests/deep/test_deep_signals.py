@@ -17,8 +17,7 @@ import time
 import pandas as pd
 import pytest
 
-import deep.seeds
-import deep.train
+import deep.loop
 from deep.checkpoint import load_checkpoint
 from deep.config import TrainConfig, with_overrides
 from deep.seeds import run_seeds_cell, train_seeds
@@ -88,7 +87,7 @@ def test_a_signal_at_any_step_checkpoints_that_step_and_the_resumed_run_is_the_u
     cfg = tiny(out=str(tmp_path / "killed"))
     full = train(with_overrides(cfg, out=str(tmp_path / "full")))
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    signal_during_step(monkeypatch, deep.train, 233, signum=signum)  # not a checkpoint or evaluation step
+    signal_during_step(monkeypatch, deep.loop, 233, signum=signum)  # not a checkpoint or evaluation step
     with pytest.raises(Interrupted) as stopped:
         train(cfg)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before  # handlers given back
@@ -105,7 +104,7 @@ def test_a_signal_at_any_step_checkpoints_that_step_and_the_resumed_run_is_the_u
 def test_a_signal_stops_stacked_runs_with_every_seed_checkpointed(monkeypatch, tmp_path):
     cfg = tiny(method="ensemble-sac", k=2, out=str(tmp_path / "killed"))
     full = train_seeds(with_overrides(cfg, out=str(tmp_path / "full")), [0, 1])
-    signal_during_step(monkeypatch, deep.seeds, 251, runs=2)
+    signal_during_step(monkeypatch, deep.loop, 251, runs=2)
     with pytest.raises(Interrupted) as stopped:
         train_seeds(cfg, [0, 1])
     assert "--seeds 0,1 --resume --out" in str(stopped.value)
@@ -124,7 +123,7 @@ def test_a_signal_stops_a_study_cell_and_the_rerun_cell_resumes_it(stacked, monk
     cell = dict(cell, seeds=[0, 1]) if stacked else dict(cell, seed=0)
     run = run_seeds_cell if stacked else run_cell
     full = run(dict(cell, out=str(tmp_path / "full")))
-    signal_during_step(monkeypatch, deep.seeds if stacked else deep.train, 222, runs=2 if stacked else 1)
+    signal_during_step(monkeypatch, deep.loop, 222, runs=2 if stacked else 1)
     with pytest.raises(Interrupted):
         run(dict(cell, out=str(tmp_path / "killed")))
     monkeypatch.undo()

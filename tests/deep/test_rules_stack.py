@@ -214,9 +214,29 @@ def test_stacked_seeds_take_a_frozen_teacher_on_the_every_step_schedule(tmp_path
 
 @pytest.mark.parametrize("rule", ["teacher", "n-distill+r"])
 def test_a_stack_of_one_cell_is_its_single_run_bit_for_bit(rule):
-    """The stacked loop (deep.seeds) with one run gives the single run's (deep.train) eval table exactly: the
+    """A stack of one run (deep.seeds.StackedRuns) gives the single run's (deep.train) eval table exactly: the
     step towards one loop for single runs, stacked seeds and stacked cells."""
     cfg = rs.train_config(rs.cells(replace(SMALL, rules=(rule,), teachers=("imperfect",)))[0])
     stacked, alone = train_stack([cfg])[0]["eval"], train(cfg)["eval"]
     cols = [c for c in alone.columns if c != "wall_time_s"]
     pd.testing.assert_frame_equal(stacked[cols], alone[cols], check_exact=True)
+
+
+def test_one_loop_serves_a_single_run_stacked_seeds_and_stacked_cells(tmp_path, monkeypatch):
+    """``deep.loop.run_loop`` steps the envs of all three (no second copy of the loop): a single run steps one
+    env per loop step, stacked seeds and stacked cells step every run's env in the same call."""
+    import deep.loop
+    from deep.seeds import train_seeds
+
+    calls = []
+    original = deep.loop.step_envs
+    monkeypatch.setattr(deep.loop, "step_envs", lambda runs, actions: calls.append(len(runs)) or original(runs, actions))
+    cfg = replace(rs.train_config(rs.cells(replace(SMALL, rules=("on-policy",), steps=120))[0]), tensorboard=False)
+    train(replace(cfg, out=None))
+    assert calls == [1] * 120
+    calls.clear()
+    train_seeds(replace(cfg, out=str(tmp_path / "seeds")), [0, 1])
+    assert calls == [2] * 120
+    calls.clear()
+    train_stack([replace(cfg, out=None), replace(cfg, rule="teacher", out=None), replace(cfg, seed=1, out=None)])
+    assert calls == [3] * 120
