@@ -20,8 +20,10 @@ the final evaluation are outside the measurement; phases are inside):
 * ``rules_update_separate`` / ``rules_update_stacked``: a ``mujoco-rules`` group (six rules x both shipped
   teachers, K = 1 students, ``deep.rules_study.run_group``): ms per member of the every-step update, each cell's
   update one after another against ONE stacked update of members with different rules and teachers
-  (``stacked_over_separate``); ``rules_env_step``: the stacked loop's simulators stepped one by one, ms per
-  env step and per loop step (every cell one step);
+  (``stacked_over_separate``); ``rules_env_step`` / ``rules_env_step_workers``: that group's simulators
+  stepped one by one in the training process against ``deep.env_workers`` processes (``env_workers``: one
+  per core up to the group's size), ms per env step and per loop step (every cell one step), and
+  ``workers_over_in_process``;
 * ``seeds_stacked``: aggregate env steps/s of ``--seeds 0-4`` piekd K = 3 in one process (``deep.seeds``);
 * ``seeds_separate``: the same five runs as five processes at once (sum of their loop speeds; and the
   aggregate including process start-up), and ``seeds_stacked_over_separate``.
@@ -45,12 +47,12 @@ from pathlib import Path
 
 from distlab.bench import benchmark, best_time
 
-__all__ = ["deep_benchmarks", "loop_speed", "env_speed", "rules_stack_benchmarks", "RULES_GROUP"]
+__all__ = ["deep_benchmarks", "loop_speed", "env_speed", "rules_stack_benchmarks", "env_stepping_benchmarks", "RULES_GROUP"]
 
 FULL = dict(env="HalfCheetah-v5", width=256, batch=256, warmup=1_000, learn=3_000, interval=1_000, update_repeats=200,
-            rules_env="HalfCheetah-v5")
+            rules_env="HalfCheetah-v5", env_loops=1_000)
 QUICK = dict(env="Pendulum-v1", width=64, batch=64, warmup=200, learn=600, interval=200, update_repeats=5,
-             rules_env="Hopper-v5")
+             rules_env="Hopper-v5", env_loops=100)
 # the rules of the stacked-cells figures: critic-less imitation, rule rewards, a value gate, a td score, SAC
 RULES_GROUP = ("teacher", "on-policy", "n-distill+r", "value-gated+r", "td-teacher-v", "rl")
 
@@ -127,15 +129,12 @@ def _fill(buffer, gen) -> None:
 def rules_stack_benchmarks(device: str, settings: dict, repeats: int) -> Iterator[dict]:
     """Stacked against separate mujoco-rules cells (``deep.rules_study.run_group``): the every-step update of
     the cells of :data:`RULES_GROUP` x both shipped teachers as ONE stacked update (``deep.seeds``, each member
-    its own rule and teacher) against each cell's own update one after another, in ms per member update; and
-    the stacked loop's env stepping (its simulators one by one), in ms per env step and per loop step."""
+    its own rule and teacher) against each cell's own update one after another, in ms per member update."""
     from dataclasses import replace
 
-    import numpy as np
     import torch
 
     import deep.rules_study as rs
-    from deep.envs import make_env
     from deep.methods import resolve, rule_update
     from deep.seeds import new_stack_of
     from deep.state import new_state
@@ -174,22 +173,48 @@ def rules_stack_benchmarks(device: str, settings: dict, repeats: int) -> Iterato
     yield dict(benchmark="rules_update_separate", ms_per_member_update=1e3 * t_separate / members, **common)
     yield dict(benchmark="rules_update_stacked", ms_per_member_update=1e3 * t_stacked / members,
                stacked_over_separate=t_stacked / t_separate, **common)
-    envs = [make_env(settings["rules_env"]) for _ in cfgs]
-    rng = np.random.default_rng(0)
+
+
+def env_stepping_benchmarks(settings: dict, members: int) -> Iterator[dict]:
+    """A group's simulators (``members`` of ``rules_env``, random actions, resets at episode ends) stepped one
+    by one in this process (``rules_env_step``) and by ``deep.env_workers`` processes (``rules_env_step_workers``,
+    one per core up to the group's size): ms per env step and per loop step (every simulator one step)."""
+    import numpy as np
+
+    from deep.env_workers import EnvWorkers
+    from deep.envs import env_state, make_env
+
+    envs = [make_env(settings["rules_env"]) for _ in range(members)]
     for i, env in enumerate(envs):
         env.reset(seed=i)
-    loops = 200
-    t0 = time.perf_counter()
-    for _ in range(loops):
-        for env in envs:
-            _, _, terminated, truncated, _ = env.step(rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32))
-            if terminated or truncated:
-                env.reset()
-    seconds = time.perf_counter() - t0
+    states = [env_state(env) for env in envs]
+    space = envs[0].action_space
+    loops = settings["env_loops"]
+    workers_n = max(1, min(os.cpu_count() or 1, members))
+
+    def step_all(step, reset) -> float:
+        rng = np.random.default_rng(0)
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            actions = [rng.uniform(space.low, space.high).astype(space.dtype) for _ in range(members)]
+            for i, (_, _, terminated, truncated, _) in enumerate(step(actions)):
+                if terminated or truncated:
+                    reset(i)
+        return time.perf_counter() - t0
+
+    here = step_all(lambda actions: [env.step(a) for env, a in zip(envs, actions)], lambda i: envs[i].reset(seed=i))
     for env in envs:
         env.close()
-    yield dict(benchmark="rules_env_step", env_ms_per_step=1e3 * seconds / (loops * members),
-               env_ms_per_stacked_step=1e3 * seconds / loops, **common)
+    pool = EnvWorkers(settings["rules_env"], states, workers_n, (envs[0].observation_space, space))
+    try:
+        away = step_all(pool.step, lambda i: pool.reset(i, i))
+    finally:
+        pool.close()
+    common = dict(env=settings["rules_env"], simulators=members, loops=loops, cores=os.cpu_count())
+    yield dict(benchmark="rules_env_step", env_ms_per_step=1e3 * here / (loops * members), env_ms_per_stacked_step=1e3 * here / loops,
+               **common)
+    yield dict(benchmark="rules_env_step_workers", workers=workers_n, env_ms_per_step=1e3 * away / (loops * members),
+               env_ms_per_stacked_step=1e3 * away / loops, workers_over_in_process=away / here, **common)
 
 
 def loop_speed(episodes, warmup: int) -> tuple[float, int]:
@@ -327,6 +352,9 @@ def deep_benchmarks(device: str | None = None, quick: bool = False) -> Iterator[
                 yield dict(record, quick=quick)
             for record in rules_stack_benchmarks(dev, settings, settings["update_repeats"]):
                 yield dict(record, quick=quick)
+        for record in env_stepping_benchmarks(settings, 2 * len(RULES_GROUP)):  # the group's simulators, any device
+            yield dict(record, quick=quick)
+        for dev in devices:
             if device is not None or dev.startswith("cuda"):
                 for record in end_to_end_benchmarks(dev, settings):
                     yield dict(record, quick=quick, threads=torch.get_num_threads())

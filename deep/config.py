@@ -165,6 +165,7 @@ class TrainConfig:
     nan_check_every: int = _opt(1_000, "env steps between NaN/inf checks of the losses")
     progress: bool = _opt(True, "show a progress bar")
     compile: str = _opt("none", "torch.compile mode: none, default, reduce-overhead (CUDA graphs)")
+    env_workers: int = _opt(0, "worker processes stepping the runs' simulators (0: in this process; same numbers, deep.env_workers)")
     tensorboard: bool = _opt(True, "TensorBoard scalars in OUT/tb/ (CleanRL's tags); needs the extra distlab[tb], off without it")
 
     def to_dict(self) -> dict:
@@ -272,6 +273,8 @@ def check_values(cfg: TrainConfig) -> None:
                  "distill_batches", "distill_epochs", "nan_check_every", "dpd_batch", "dpd_recent"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be >= 1; got {getattr(cfg, name)}")
+    if cfg.env_workers < 0:
+        raise ConfigError(f"env_workers must be >= 0 (0: step the simulators in this process); got {cfg.env_workers}")
     if cfg.distill_start < 0:
         raise ConfigError(f"distill_start must be >= 0; got {cfg.distill_start}")
     for name in ("batch_size", "hidden_layers", "width", "buffer_size", "updates_per_step"):

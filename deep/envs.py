@@ -76,6 +76,8 @@ def env_state(env) -> dict | None:
     import copy
     import pickle
 
+    if hasattr(env, "worker_state"):  # a simulator in a worker process (deep.env_workers)
+        return env.worker_state()
     base = env.unwrapped
     state = dict(np_random=base.np_random.bit_generator.state)
     limit = _time_limit(env)
@@ -106,6 +108,9 @@ def restore_env_state(env, state: dict) -> None:
     import copy
     import pickle
 
+    if hasattr(env, "worker_restore"):  # a simulator in a worker process (deep.env_workers)
+        env.worker_restore(state)
+        return
     env.reset(seed=0)
     base = env.unwrapped
     if "mujoco" in state:

@@ -4,7 +4,7 @@
     every run of the group continues its episode (a resumed run exactly where it stopped)
     for each env step (every run one step, in lockstep):
         act: each run's action (uniform during warm-up; its acting member, or its frozen teacher)
-        step each run's env, store the transitions, each run's episode bookkeeping (:func:`record_step`)
+        step each run's env (here, or in env_workers processes), store the transitions, each run's episode bookkeeping (:func:`record_step`)
         learn_step (``deep.methods``): the method's steps, ONE (batched) update for the whole group
         every nan_check_every steps: NaN/inf check, TensorBoard losses
         every eval_every steps and at the end: deterministic evaluation, each run's tables
@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 
 from deep.config import TrainConfig
-from deep.envs import restore_env_state, to_env_action
+from deep.envs import env_state, restore_env_state, to_env_action
 from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, learn_step
 
 __all__ = ["Group", "run_loop", "StopSignals", "Interrupted", "interrupted", "Progress", "nonfinite_losses", "new_episode",
-           "continue_episode", "record_step", "choose_actor", "tables", "write_tables", "step_envs"]
+           "continue_episode", "record_step", "choose_actor", "tables", "write_tables", "step_envs", "start_env_workers"]
 
 
 class Group:
@@ -81,9 +81,31 @@ class Group:
         raise NotImplementedError
 
 
-def step_envs(runs: list, actions: np.ndarray) -> list:
-    """One env step of every run (its action mapped onto its env's action box): env.step's tuples."""
-    return [run.env.step(to_env_action(a, run.env.action_space)) for run, a in zip(runs, actions)]
+def step_envs(runs: list, actions: np.ndarray, workers=None) -> list:
+    """One env step of every run (its action mapped onto its env's action box): env.step's tuples; one after
+    another here, or by the runs' ``workers`` (``deep.env_workers.EnvWorkers``) in parallel."""
+    env_actions = [to_env_action(a, run.env.action_space) for run, a in zip(runs, actions)]
+    if workers is not None:
+        return workers.step(env_actions)
+    return [run.env.step(a) for run, a in zip(runs, env_actions)]
+
+
+def start_env_workers(runs: list, cfg: TrainConfig):
+    """``cfg.env_workers`` processes take over the runs' simulators, each started in its run's exact state
+    (``deep.envs.env_state``, as a resume does), so the run continues as it would have in this process."""
+    from deep.config import ConfigError
+    from deep.env_workers import EnvWorkers
+
+    states = [env_state(run.env) for run in runs]
+    if any(state is None for state in states):
+        raise ConfigError(f"env_workers: the simulator state of {cfg.env} cannot be saved (deep.envs.env_state), so it "
+                          "cannot move to a worker; use env_workers 0")
+    spaces = (runs[0].env.observation_space, runs[0].env.action_space)
+    workers = EnvWorkers(cfg.env, states, cfg.env_workers, spaces)
+    for run, env in zip(runs, workers.envs()):
+        run.env.close()
+        run.env = env
+    return workers
 
 
 def run_loop(group: Group, command: str, stop_at: int | None = None) -> list[dict[str, pd.DataFrame]]:
@@ -96,6 +118,7 @@ def run_loop(group: Group, command: str, stop_at: int | None = None) -> list[dic
     group.open_logs()
     for run, plan in zip(runs, group.plans):
         continue_episode(run, plan)
+    workers = start_env_workers(runs, cfg) if cfg.env_workers else None
     t0, s0, wall0 = time.perf_counter(), state.step, state.wall_time
     try:
         with StopSignals() as stop:
@@ -103,7 +126,7 @@ def run_loop(group: Group, command: str, stop_at: int | None = None) -> list[dic
                 # ---- act and store (every run one env step)
                 actions = group.act()
                 obs = [run.obs for run in runs]
-                results = step_envs(runs, actions)
+                results = step_envs(runs, actions, workers)
                 group.store(obs, actions, results, warm=state.step < cfg.sac.warmup_steps)
                 state.step += 1
                 wall = wall0 + time.perf_counter() - t0

@@ -87,6 +87,10 @@ class Config:
     # Off by default: the committed results were made cell by cell, and chaotic MuJoCo dynamics can amplify
     # rounding differences over long runs.
     stack: bool = False
+    # worker processes stepping a process's simulators (deep.env_workers; 0: in the process): a stacked group's
+    # many simulators in parallel where the machine has cores to spare. Same numbers; a cell carries it only
+    # when not 0 (same names)
+    env_workers: int = 0
     # on Ray with a CUDA device, the share of one GPU a group asks for (num_gpus; Ray packs 1 / share groups per GPU)
     gpus_per_group: float = 0.5
 
@@ -155,11 +159,13 @@ def cells(config: Config) -> list[dict]:
     for env in config.envs:
         shipped_teacher(env, config.teachers[0])  # fail before the run, naming the missing file
     mapping = mapping_changes(config.mapping)
-    device = check_device(config.device)
+    if not (isinstance(config.env_workers, int) and config.env_workers >= 0):
+        raise ValueError(f"env_workers must be an integer >= 0 (0: in the process); got {config.env_workers!r}")
+    placement = {**check_device(config.device), **({"env_workers": config.env_workers} if config.env_workers else {})}
     return [
         dict(env=env, teacher=quality, rule=rule, seed=int(seed), steps=per_env(config.steps, env),
              record_every=per_env(config.record_every, env), eval_episodes=config.eval_episodes,
-             warmup_steps=config.warmup_steps, width=config.width, batch_size=config.batch_size, **mapping, **device)
+             warmup_steps=config.warmup_steps, width=config.width, batch_size=config.batch_size, **mapping, **placement)
         for seed in config.seeds
         for env in config.envs
         for rule in config.rules
@@ -240,7 +246,8 @@ def train_config(cell: dict):
     base = TrainConfig(env=cell["env"], method="piekd", k=1, rule=cell["rule"], seed=cell["seed"], steps=cell["steps"],
                        teacher=str(shipped_teacher(cell["env"], cell["teacher"])), schedule="every-step",
                        eval_every=cell["record_every"], eval_episodes=cell["eval_episodes"], out=None,
-                       checkpoint_every=cell["steps"], progress=False, device=cell.get("device", "cpu"))
+                       checkpoint_every=cell["steps"], progress=False, device=cell.get("device", "cpu"),
+                       env_workers=cell.get("env_workers", 0))
     from dataclasses import fields
 
     from deep.config import RuleMapping

@@ -37,7 +37,7 @@ __all__ = ["RunState", "new_state", "state_dict", "load_state", "restore_generat
 CHECKPOINT_FORMAT = 3
 # settings a resumed run may change; every other setting must equal the checkpoint's
 RESUMABLE_CHANGES = ("steps", "out", "progress", "device", "compile", "eval_every", "eval_episodes",
-                     "checkpoint_every", "nan_check_every", "tensorboard")
+                     "checkpoint_every", "nan_check_every", "tensorboard", "env_workers")
 
 
 def device_of(name: str) -> torch.device:

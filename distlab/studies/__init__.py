@@ -165,10 +165,11 @@ def run_study(
     ray_address: str | None = None,
     stack: bool | None = None,
     device: str | None = None,
+    env_workers: int | None = None,
 ) -> pd.DataFrame:
     """Run study ``name`` at ``scale`` (or with an explicit ``config``) and return its tidy table.
 
-    ``stack`` / ``device`` (None: the config's own) set the config fields of those names, for studies
+    ``stack`` / ``device`` / ``env_workers`` (None: the config's own) set the config fields of those names, for studies
     that have them (``mujoco-rules``): ``stack`` runs each group of cells (``module.group_of``) as one
     task (``module.run_group``: one stacked process) whose cells are written as single cells are; on
     Ray each task then asks for ``module.gpu_share(config)`` of a GPU (0 on CPU)."""
@@ -176,7 +177,7 @@ def run_study(
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
     config = config if config is not None else module.CONFIGS[scale]
-    for option, value in (("stack", stack), ("device", device)):
+    for option, value in (("stack", stack), ("device", device), ("env_workers", env_workers)):
         if value is None:
             continue
         if option not in {f.name for f in fields(config)}:

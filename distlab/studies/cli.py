@@ -39,6 +39,8 @@ def register(app: typer.Typer) -> None:
         stack: Annotated[bool | None, typer.Option("--stack/--no-stack", help="mujoco-rules: each env's cells as ONE "
                                                    "stacked process (default: the config's; off)")] = None,
         device: Annotated[str | None, typer.Option(help="mujoco-rules: cpu or cuda[:N] (default: cpu)")] = None,
+        env_workers: Annotated[int | None, typer.Option(help="mujoco-rules: worker processes stepping a stacked group's "
+                                                        "simulators (default: 0, in the group's process; same numbers)")] = None,
     ):
         """Run a study (a grid of cells, resumable: a rerun skips finished cells) and write its tidy table."""
         from distlab import studies
@@ -61,7 +63,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(str(err), param_hint="--rule") from None
         try:
             table = studies.run_study(name, scale, out, backend=backend, workers=workers, ray_address=ray_address, config=config,
-                                      stack=stack, device=device)
+                                      stack=stack, device=device, env_workers=env_workers)
         except ValueError as err:
             raise typer.BadParameter(str(err)) from None
         typer.echo(f"{len(table)} rows -> {studies.results_path(out, name, scale)}")

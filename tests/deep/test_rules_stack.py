@@ -230,7 +230,7 @@ def test_one_loop_serves_a_single_run_stacked_seeds_and_stacked_cells(tmp_path, 
 
     calls = []
     original = deep.loop.step_envs
-    monkeypatch.setattr(deep.loop, "step_envs", lambda runs, actions: calls.append(len(runs)) or original(runs, actions))
+    monkeypatch.setattr(deep.loop, "step_envs", lambda runs, actions, *rest: calls.append(len(runs)) or original(runs, actions, *rest))
     cfg = replace(rs.train_config(rs.cells(replace(SMALL, rules=("on-policy",), steps=120))[0]), tensorboard=False)
     train(replace(cfg, out=None))
     assert calls == [1] * 120
