@@ -275,17 +275,34 @@ def run_cell(cell: dict) -> pd.DataFrame:
     return _cell_table(cfg, train(cfg)["eval"])
 
 
-def run_group(group: list[dict]) -> list[pd.DataFrame]:
+# a stacked group checkpoints every cell this often (in the runner's work dirs): a killed 100k-step group loses at
+# most this many env steps per cell. Each checkpoint holds every cell's replay rows (a HalfCheetah cell at 50k
+# steps: ~9 MB), so not at every evaluation.
+GROUP_CHECKPOINT_EVERY = 10_000
+
+
+def run_group(group: list[dict], work_dirs: list | None = None) -> list[pd.DataFrame]:
     """The cells ``group`` of one env (any teachers, rules, mappings and seeds; same budgets and sizes) trained
     as ONE stacked process (``deep.seeds.train_stack``): every cell's student is one member of one batched
     every-step update in which each member follows its own rule from its own frozen teacher
     (``deep.distill.MemberRules``), with its own env, RNG streams and replay rows. Each cell's table is
-    :func:`run_cell`'s for that cell, up to float rounding of the batched kernels (``tests/deep/test_rules_stack.py``)."""
+    :func:`run_cell`'s for that cell, up to float rounding of the batched kernels (``tests/deep/test_rules_stack.py``).
+
+    ``work_dirs`` (the runner's, one per cell): each cell checkpoints there every
+    :data:`GROUP_CHECKPOINT_EVERY` env steps, and a rerun after a kill resumes the group from them when every
+    cell has a checkpoint at one step (else it starts afresh)."""
+    from deep.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from deep.seeds import train_stack
 
     _limit_torch_threads()
     configs = [train_config(cell) for cell in group]
-    return [_cell_table(cfg, tables["eval"]) for cfg, tables in zip(configs, train_stack(configs))]
+    if work_dirs is not None:
+        configs = [replace(cfg, out=str(d), checkpoint_every=min(cfg.steps, GROUP_CHECKPOINT_EVERY))
+                   for cfg, d in zip(configs, work_dirs)]
+    saved = [Path(d) / CHECKPOINT_NAME for d in (work_dirs or [])]
+    resume = bool(saved) and all(p.exists() for p in saved) and len({load_checkpoint(p.parent, "cpu")["step"] for p in saved}) == 1
+    tables = train_stack(configs, resume=resume, overwrite=not resume)
+    return [_cell_table(cfg, t["eval"]) for cfg, t in zip(configs, tables)]
 
 
 def _cell_table(cfg, evals: pd.DataFrame) -> pd.DataFrame:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["run_grid", "cell_hash", "cell_path", "BACKENDS", "ray_resources"]
+__all__ = ["run_grid", "cell_hash", "cell_path", "BACKENDS", "ray_resources", "work_dir"]
 
 BACKENDS = ("local", "ray")
 
@@ -161,22 +161,34 @@ def _run_one(run_cell: Callable[[dict], pd.DataFrame], cell: dict, path: str, co
     return path
 
 
-def _run_group(run_group: Callable[[list[dict]], list[pd.DataFrame]], cells: list[dict], paths: list[str], config: dict,
-               threads: int | None, registered: tuple = ()) -> list[str]:
-    """Run a group of cells as one task (``run_group(cells) -> one table per cell``, e.g. a study that trains
-    them as one stacked process) and write each cell's file exactly as :func:`_run_one` writes it; each
-    cell's timing is the group's, divided evenly among its cells (``group_cells`` records how many)."""
+def work_dir(path: str | Path) -> Path:
+    """The folder a grouped task may keep a cell's unfinished work in (``cells/HASH.run/``, e.g. checkpoints of
+    a long stacked group): given to ``run_group``, kept while the cell is unfinished (a killed task resumes
+    from it), removed once the cell's file is written."""
+    return Path(path).with_suffix(".run")
+
+
+def _run_group(run_group: Callable[[list[dict], list[Path]], list[pd.DataFrame]], cells: list[dict], paths: list[str],
+               config: dict, threads: int | None, registered: tuple = ()) -> list[str]:
+    """Run a group of cells as one task (``run_group(cells, work_dirs) -> one table per cell``, e.g. a study
+    that trains them as one stacked process, checkpointing cell i in ``work_dirs[i]``) and write each cell's
+    file exactly as :func:`_run_one` writes it, then remove the work dirs; each cell's timing is the group's,
+    divided evenly among its cells (``group_cells`` records how many)."""
+    import shutil
+
     if threads is not None:
         _limit_threads(threads)
     _register_missing(registered)
     wall, cpu = time.perf_counter(), time.process_time()
-    tables = run_group([dict(c) for c in cells])
+    tables = run_group([dict(c) for c in cells], [work_dir(p) for p in paths])
     if not isinstance(tables, (list, tuple)) or len(tables) != len(cells):
         raise TypeError(f"run_group must return one DataFrame per cell ({len(cells)}); got {type(tables).__name__}")
     n = len(cells)
     timing = dict(seconds=(time.perf_counter() - wall) / n, cpu_seconds=(time.process_time() - cpu) / n, group_cells=n)
     for cell, path, table in zip(cells, paths, tables):
         _write_cell(cell, path, table, dict(config, cell=cell, timing=timing))
+    for path in paths:  # every cell is on disk: its unfinished work is not needed any more
+        shutil.rmtree(work_dir(path), ignore_errors=True)
     return list(paths)
 
 
@@ -285,7 +297,7 @@ def run_grid(
     progress: bool = True,
     config: dict | None = None,
     ray_address: str | None = None,
-    run_group: Callable[[list[dict]], list[pd.DataFrame]] | None = None,
+    run_group: Callable[[list[dict], list[Path]], list[pd.DataFrame]] | None = None,
     group_of: Callable[[dict], object] | None = None,
     gpus: float = 0.0,
 ) -> pd.DataFrame:
@@ -302,9 +314,11 @@ def run_grid(
         workers: parallel cells; default: the number of cores. ``1`` runs the cells in this process.
         progress: show a tqdm bar over cells.
         config: stored with every cell and with ``results.parquet`` (e.g. the study's config).
-        run_group: run the pending cells in groups, one task per group: ``run_group(cells)`` returns one
-            table per cell (e.g. a study training a group as one stacked process); each cell is written
-            exactly as a single cell would be, so a rerun, the final table and figures see no difference.
+        run_group: run the pending cells in groups, one task per group: ``run_group(cells, work_dirs)``
+            returns one table per cell (e.g. a study training a group as one stacked process); each cell is
+            written exactly as a single cell would be, so a rerun, the final table and figures see no
+            difference. ``work_dirs[i]`` (:func:`work_dir`) is where the task may keep cell i's unfinished
+            work (checkpoints): a rerun of a killed task finds it there; it is removed once the cells are written.
         group_of: ``cell -> key``: the cells of one group share a key (needed with ``run_group``).
         gpus: the share of a GPU each Ray task asks for (``num_gpus``; 0: none). Ray backend only.
 

@@ -258,8 +258,9 @@ def test_results_files_get_the_mode_the_umask_gives(tmp_path, umask):
 
 
 # ------------------------------------------------------------------------------------------- grouped cells
-def monte_carlo_group(cells: list[dict]) -> list[pd.DataFrame]:
+def monte_carlo_group(cells: list[dict], work_dirs: list) -> list[pd.DataFrame]:
     """A study that runs a group of cells as one task (as a stacked process would): one table per cell."""
+    assert len(work_dirs) == len(cells) and all(d.suffix == ".run" for d in work_dirs)
     return [monte_carlo_cell(c) for c in cells]
 
 

@@ -240,3 +240,29 @@ def test_one_loop_serves_a_single_run_stacked_seeds_and_stacked_cells(tmp_path, 
     calls.clear()
     train_stack([replace(cfg, out=None), replace(cfg, rule="teacher", out=None), replace(cfg, seed=1, out=None)])
     assert calls == [3] * 120
+
+
+def test_a_killed_study_group_resumes_from_its_work_dirs(tmp_path, monkeypatch):
+    """``run_group`` checkpoints each cell in the runner's work dir (``distlab.runner.work_dir``) every
+    GROUP_CHECKPOINT_EVERY env steps; rerun after a kill, it resumes them and gives the uninterrupted tables."""
+    import deep.seeds
+    from deep.train import _Killed
+
+    monkeypatch.setattr(rs, "GROUP_CHECKPOINT_EVERY", 100)
+    cells = rs.cells(replace(SMALL, rules=("teacher", "n-distill+r"), teachers=("good",), seeds=(0,)))
+    whole = rs.run_group(cells, [tmp_path / "whole" / f"{i}.run" for i in range(len(cells))])
+    dirs = [tmp_path / "killed" / f"{i}.run" for i in range(len(cells))]
+    original, calls = deep.seeds.train_stack, []
+
+    def killed_at_150(configs, **kw):
+        return original(configs, stop_at=150, **kw)
+
+    monkeypatch.setattr(deep.seeds, "train_stack", killed_at_150)
+    with pytest.raises(_Killed):
+        rs.run_group(cells, dirs)
+    assert all((d / "checkpoint.pt").exists() for d in dirs)  # the checkpoint at step 100
+    monkeypatch.setattr(deep.seeds, "train_stack", lambda configs, **kw: calls.append(kw) or original(configs, **kw))
+    resumed = rs.run_group(cells, dirs)
+    assert calls == [dict(resume=True, overwrite=False)]
+    for a, b in zip(whole, resumed):
+        pd.testing.assert_frame_equal(a.drop(columns="wall_time_s"), b.drop(columns="wall_time_s"), check_exact=True)
