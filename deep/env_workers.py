@@ -100,10 +100,32 @@ class EnvWorkers:
             self.procs.append(proc)
         self.where = [(w, i - block.start) for w, block in enumerate(self.blocks) for i in block]
         self.closed = False
-        for conn in self.conns:
-            self._answer(conn)
+        try:
+            for w in range(len(self.conns)):
+                self._answer(w)
+        except BaseException:
+            self.close()
+            raise
 
-    def _answer(self, conn):
+    def _dead(self, worker: int) -> RuntimeError:
+        block, proc = self.blocks[worker], self.procs[worker]
+        proc.join(timeout=1)
+        return RuntimeError(f"env worker {worker} (the simulators of runs {block.start}..{block.stop - 1}) died with "
+                            f"exit code {proc.exitcode}; its error is in the output above")
+
+    def _send(self, worker: int, message) -> None:
+        try:
+            self.conns[worker].send(message)
+        except OSError:  # a broken pipe: the worker is gone
+            raise self._dead(worker) from None
+
+    def _answer(self, worker: int):
+        """Worker ``worker``'s answer; a RuntimeError instead of waiting forever if it has died (checked once a
+        second while no answer is there: an answer that is ready returns at once)."""
+        conn, proc = self.conns[worker], self.procs[worker]
+        while not conn.poll(1.0):
+            if not proc.is_alive():
+                raise self._dead(worker)
         status, value = conn.recv()
         if status == "error":
             raise value
@@ -111,22 +133,22 @@ class EnvWorkers:
 
     def _ask(self, run: int, command: str, data):
         worker, local = self.where[run]
-        self.conns[worker].send((command, (local, data) if command in ("reset", "restore") else data))
-        return self._answer(self.conns[worker])
+        self._send(worker, (command, (local, data) if command in ("reset", "restore") else data))
+        return self._answer(worker)
 
     def step(self, actions: list) -> list[tuple]:
         """Every simulator's ``env.step`` with its (env-space) action; the tuples in run order."""
-        for conn, block in zip(self.conns, self.blocks):
-            conn.send(("step", [actions[i] for i in block]))
-        return [result for conn in self.conns for result in self._answer(conn)]
+        for w, block in enumerate(self.blocks):
+            self._send(w, ("step", [actions[i] for i in block]))
+        return [result for w in range(len(self.conns)) for result in self._answer(w)]
 
     def reset(self, run: int, seed) -> tuple:
         return self._ask(run, "reset", seed)
 
     def state(self, run: int) -> dict | None:
         worker, local = self.where[run]
-        self.conns[worker].send(("state", [local]))
-        return self._answer(self.conns[worker])[0]
+        self._send(worker, ("state", [local]))
+        return self._answer(worker)[0]
 
     def restore(self, run: int, state: dict) -> None:
         self._ask(run, "restore", state)
@@ -138,10 +160,12 @@ class EnvWorkers:
         if self.closed:
             return
         self.closed = True
-        for conn in self.conns:
+        for conn, proc in zip(self.conns, self.procs):
             try:
-                conn.send(("close", None))
-                conn.recv()
+                if proc.is_alive():
+                    conn.send(("close", None))
+                    if conn.poll(5):
+                        conn.recv()
             except (OSError, EOFError):
                 pass  # a worker that is gone has nothing left to close
         for proc in self.procs:

@@ -90,3 +90,20 @@ def test_the_bench_reports_in_process_and_worker_env_stepping():
     assert here["simulators"] == away["simulators"] == 3 and away["workers"] >= 1
     assert here["env_ms_per_stacked_step"] > 0 and away["env_ms_per_stacked_step"] > 0
     assert away["workers_over_in_process"] == pytest.approx(away["env_ms_per_stacked_step"] / here["env_ms_per_stacked_step"])
+
+
+def test_a_dead_env_worker_is_an_error_not_a_hang():
+    from deep.env_workers import EnvWorkers
+    from deep.envs import env_state, make_env
+
+    env = make_env("Pendulum-v1")
+    env.reset(seed=0)
+    workers = EnvWorkers("Pendulum-v1", [env_state(env)] * 2, 2, (env.observation_space, env.action_space))
+    try:
+        workers.procs[1].kill()
+        workers.procs[1].join()
+        with pytest.raises(RuntimeError, match=r"env worker 1 \(the simulators of runs 1..1\) died"):
+            workers.step([env.action_space.sample(), env.action_space.sample()])
+    finally:
+        workers.close()
+        env.close()
