@@ -112,12 +112,14 @@ CONFIGS = {
     # `distlab study mujoco-rules --quick`: one env, two rules, one seed, a few thousand steps
     "quick": Config(envs=("HalfCheetah-v5",), teachers=("good",), rules=("on-policy", "n-distill+r"), seeds=(0,),
                     steps=3_000, record_every=1_500, eval_episodes=10),
-    # issue 9's full study, sized to one sitting on the 2-core machine (85 min wall measured, REPRODUCTION.md):
+    # issue 9's full study, sized to one sitting on the 2-core machine where it was first run (85 min wall
+    # there; ~3.7 h on this project's machine under the pin: ~100 / ~265 CPU-s per HalfCheetah / Hopper
+    # cell, REPRODUCTION.md):
     # both envs, both teachers, every rule, 3 seeds. Budgets per env: HalfCheetah 6k env steps (the pilot's
     # on-policy was at 96 % of the good teacher after 5k), Hopper 14k (on-policy was at 73 % of the good
     # teacher after 10k in a one-seed trial). Minibatch 128 instead of SAC's 256: measured 0.58-0.63x the
     # update's CPU time (HalfCheetah, one thread: value-gated+r 18.2 -> 10.5 ms, on-policy+r 13.7 -> 8.7 ms),
-    # 85 min instead of ~2.5 h; every rule, rl included, gets the same batch (CHECKS["batch-256"] varies it).
+    # 85 min instead of ~2.5 h there; every rule, rl included, gets the same batch (CHECKS["batch-256"] varies it).
     "full": Config(steps=(("HalfCheetah-v5", 6_000), ("Hopper-v5", 14_000)),
                    record_every=(("HalfCheetah-v5", 1_000), ("Hopper-v5", 2_000)), batch_size=128),
 }
