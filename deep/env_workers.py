@@ -53,20 +53,17 @@ def _serve(conn, env_id: str, states: list[dict], parent: int) -> None:
     envs = [make_env(env_id) for _ in states]
     for env, state in zip(envs, states):
         restore_env_state(env, state)
+    one_simulator = {"reset": lambda env, seed: env.reset(seed=seed), "state": lambda env, _: env_state(env),
+                     "restore": restore_env_state}
     conn.send(("ready", None))
     while True:
         command, data = conn.recv()
         try:
             if command == "step":
                 answer = [env.step(action) for env, action in zip(envs, data)]
-            elif command == "reset":
-                i, seed = data
-                answer = envs[i].reset(seed=seed)
-            elif command == "state":
-                answer = [env_state(envs[i]) for i in data]
-            elif command == "restore":
-                i, state = data
-                answer = restore_env_state(envs[i], state)
+            elif command in one_simulator:  # data: (the simulator's index in the block, the argument)
+                i, arg = data
+                answer = one_simulator[command](envs[i], arg)
             elif command == "close":
                 for env in envs:
                     env.close()
@@ -131,9 +128,10 @@ class EnvWorkers:
             raise value
         return value
 
-    def _ask(self, run: int, command: str, data):
+    def _ask(self, run: int, command: str, arg=None):
+        """``command`` on run ``run``'s simulator alone, in its worker."""
         worker, local = self.where[run]
-        self._send(worker, (command, (local, data) if command in ("reset", "restore") else data))
+        self._send(worker, (command, (local, arg)))
         return self._answer(worker)
 
     def step(self, actions: list) -> list[tuple]:
@@ -146,9 +144,7 @@ class EnvWorkers:
         return self._ask(run, "reset", seed)
 
     def state(self, run: int) -> dict | None:
-        worker, local = self.where[run]
-        self._send(worker, ("state", [local]))
-        return self._answer(worker)[0]
+        return self._ask(run, "state")
 
     def restore(self, run: int, state: dict) -> None:
         self._ask(run, "restore", state)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deep.config import TrainConfig
+from deep.config import ConfigError, TrainConfig
 from deep.envs import env_state, restore_env_state, to_env_action
 from deep.methods import TEACHER_ACTOR, WARMUP_ACTOR, learn_step
 
@@ -93,7 +93,6 @@ def step_envs(runs: list, actions: np.ndarray, workers=None) -> list:
 def start_env_workers(runs: list, cfg: TrainConfig):
     """``cfg.env_workers`` processes take over the runs' simulators, each started in its run's exact state
     (``deep.envs.env_state``, as a resume does), so the run continues as it would have in this process."""
-    from deep.config import ConfigError
     from deep.env_workers import EnvWorkers
 
     states = [env_state(run.env) for run in runs]

@@ -39,7 +39,7 @@ def test_worker_blocks_cover_the_runs_in_order():
         worker_blocks(3, 0)
 
 
-def test_a_stacked_group_with_env_workers_is_the_in_process_group_bit_for_bit(tmp_path):
+def test_a_stacked_group_with_env_workers_is_the_in_process_group_bit_for_bit():
     """Hopper falls early, so the runs' episodes end (and reset) at different steps inside the workers."""
     cells = rs.cells(replace(SMALL, rules=("teacher", "n-distill+r", "rl"), seeds=(0, 1)))
     configs = [replace(rs.train_config(c), out=None, tensorboard=False) for c in cells]
