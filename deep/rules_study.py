@@ -113,8 +113,8 @@ CONFIGS = {
     "quick": Config(envs=("HalfCheetah-v5",), teachers=("good",), rules=("on-policy", "n-distill+r"), seeds=(0,),
                     steps=3_000, record_every=1_500, eval_episodes=10),
     # issue 9's full study, sized to one sitting on the 2-core machine where it was first run (85 min wall
-    # there; ~3.7 h on this project's machine under the pin: ~100 / ~265 CPU-s per HalfCheetah / Hopper
-    # cell, REPRODUCTION.md):
+    # there; under the pin on this project's machine a median 79 / 182 CPU-s per HalfCheetah / Hopper cell,
+    # 19,018 CPU-s for all 144, REPRODUCTION.md):
     # both envs, both teachers, every rule, 3 seeds. Budgets per env: HalfCheetah 6k env steps (the pilot's
     # on-policy was at 96 % of the good teacher after 5k), Hopper 14k (on-policy was at 73 % of the good
     # teacher after 10k in a one-seed trial). Minibatch 128 instead of SAC's 256: measured 0.58-0.63x the
