@@ -293,16 +293,14 @@ def run_group(group: list[dict], work_dirs: list | None = None) -> list[pd.DataF
     ``work_dirs`` (the runner's, one per cell): each cell checkpoints there every
     :data:`GROUP_CHECKPOINT_EVERY` env steps, and a rerun after a kill resumes the group from them when every
     cell has a checkpoint at one step (else it starts afresh)."""
-    from deep.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from deep.seeds import train_stack
+    from deep.seeds import resumable, train_stack
 
     _limit_torch_threads()
     configs = [train_config(cell) for cell in group]
     if work_dirs is not None:
         configs = [replace(cfg, out=str(d), checkpoint_every=min(cfg.steps, GROUP_CHECKPOINT_EVERY))
                    for cfg, d in zip(configs, work_dirs)]
-    saved = [Path(d) / CHECKPOINT_NAME for d in (work_dirs or [])]
-    resume = bool(saved) and all(p.exists() for p in saved) and len({load_checkpoint(p.parent, "cpu")["step"] for p in saved}) == 1
+    resume = resumable(work_dirs or [])
     tables = train_stack(configs, resume=resume, overwrite=not resume)
     return [_cell_table(cfg, t["eval"]) for cfg, t in zip(configs, tables)]
 

@@ -260,6 +260,15 @@ def run_state_dict(stack: Stack, index: int) -> dict:
     )
 
 
+def resumable(out_dirs: list) -> bool:
+    """Whether the stacked runs writing to ``out_dirs`` can be resumed: every directory holds a checkpoint and
+    all are at one step (what :func:`load_stack` needs). A stack killed while it wrote its runs' checkpoints,
+    one after another, leaves some at the step before; a caller that may start afresh (a sweep or study
+    cell) does so then instead of failing. Reads the checkpoints, so call it on a resume only."""
+    saved = [Path(d) / CHECKPOINT_NAME for d in out_dirs]
+    return bool(saved) and all(p.exists() for p in saved) and len({load_checkpoint(p)["step"] for p in saved}) == 1
+
+
 def load_stack(stack: Stack, saved: list[dict]) -> None:
     """Restore every run of ``stack`` from its single-run checkpoint (they must be at one step)."""
     steps = {state["step"] for state in saved}
@@ -533,7 +542,7 @@ class StackedRuns(Group):
 
 def run_seeds_cell(cell: dict) -> pd.DataFrame:
     """A sweep cell -> its eval table, for sweeps whose cells may hold ``seeds`` (a list: the stacked runs of
-    ``deep.seeds``, writing ``out/seed_N``; resumed if every seed has a checkpoint, else started afresh)
+    ``deep.seeds``, writing ``out/seed_N``; resumed if :func:`resumable`, else started afresh)
     or a single ``seed`` (:func:`run_cell`). The stacked table has one ``seed`` column like separate cells."""
     from deep.config import with_overrides
     from deep.train import run_cell
@@ -543,7 +552,7 @@ def run_seeds_cell(cell: dict) -> pd.DataFrame:
 
     settings = {key: value for key, value in cell.items() if key != "seeds"}
     cfg = with_overrides(TrainConfig(progress=False), **settings)
-    resume = all((seed_run_dir(cfg.out, seed) / CHECKPOINT_NAME).exists() for seed in cell["seeds"])
+    resume = resumable([seed_run_dir(cfg.out, seed) for seed in cell["seeds"]])
     results = train_seeds(cfg, list(cell["seeds"]), resume=resume, overwrite=not resume)
     table = pd.concat([results[seed]["eval"] for seed in cell["seeds"]], ignore_index=True)
     return table.drop(columns=[c for c in cell if c in table.columns])

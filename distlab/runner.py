@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -174,8 +175,6 @@ def _run_group(run_group: Callable[[list[dict], list[Path]], list[pd.DataFrame]]
     that trains them as one stacked process, checkpointing cell i in ``work_dirs[i]``) and write each cell's
     file exactly as :func:`_run_one` writes it, then remove the work dirs; each cell's timing is the group's,
     divided evenly among its cells (``group_cells`` records how many)."""
-    import shutil
-
     if threads is not None:
         _limit_threads(threads)
     _register_missing(registered)

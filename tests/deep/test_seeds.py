@@ -18,7 +18,7 @@ from deep.config import ConfigError, TrainConfig, with_overrides
 from deep.methods import GatheredTeacher
 from deep.networks import Ensemble
 from deep.distill import Teacher
-from deep.seeds import parse_seeds, train_seeds
+from deep.seeds import parse_seeds, resumable, train_seeds
 from deep.train import RUN_FILES, TB_DIR, _Killed, train
 from distlab.cli import app
 
@@ -210,3 +210,20 @@ def test_repeat_rows_is_repeat_interleave_without_a_device_count():
     x = torch.randn(3, 4, 5)
     for times in (1, 2, 3):
         assert torch.equal(repeat_rows(x, times), x.repeat_interleave(times, dim=0))
+
+
+def test_resumable_needs_every_checkpoint_at_one_step(tmp_path):
+    """A stack killed while writing its runs' checkpoints one after another leaves them at different steps:
+    not resumable (load_stack would refuse), so a sweep or study cell starts afresh instead."""
+    dirs = [tmp_path / "a", tmp_path / "b"]
+
+    def save(d, step):
+        save_checkpoint(dict(config={}, obs_dim=1, act_dim=1, ensemble={}, step=step), d)
+
+    assert not resumable([]) and not resumable(dirs)
+    save(dirs[0], 100)
+    assert not resumable(dirs)  # one run has no checkpoint yet
+    save(dirs[1], 0)
+    assert not resumable(dirs)  # killed between the two writes: steps 100 and 0
+    save(dirs[1], 100)
+    assert resumable(dirs)
